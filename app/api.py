@@ -1,0 +1,202 @@
+"""The JSON API under /api. Errors are JSON: {"error": message, "field": where}."""
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+
+from app import models
+from app.store import iso, job_to_dict
+from app.tools import ParamError
+from mules.job_files import STDERR, STDOUT
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+@api.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    body = {"error": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    return jsonify(body), exc.status
+
+
+def _ctx():
+    return current_app.extensions["muleteer"]
+
+
+def _dispatcher():
+    return current_app.extensions["muleteer.dispatcher"]
+
+
+def _job_or_404(job_id: int) -> dict:
+    job = _ctx().store.get_job(job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id}")
+    return job
+
+
+# -- jobs -------------------------------------------------------------------------
+@api.post("/jobs")
+def submit_job():
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        raise ApiError(400, "the request body must be a JSON object such as "
+                            '{"tool_id": "cat_lines", "params": {...}}', "body")
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object, not "
+                            f"{type(body).__name__}", "body")
+    unknown = set(body) - {"tool_id", "params"}
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {', '.join(sorted(unknown))} "
+                            "(expected tool_id and params)", sorted(unknown)[0])
+    tool_id = body.get("tool_id")
+    if not isinstance(tool_id, str) or not tool_id:
+        raise ApiError(400, "tool_id is required and must be a tool id (see GET /api/tools)", "tool_id")
+    ctx = _ctx()
+    tool = ctx.tools.get(tool_id)
+    if tool is None:
+        raise ApiError(400, f"no tool {tool_id!r} (see GET /api/tools)", "tool_id")
+    try:
+        values = tool.validate(body.get("params"))
+    except ParamError as exc:
+        raise ApiError(400, str(exc), exc.field) from None
+
+    dispatcher = _dispatcher()
+    destination = ctx.job_conf.destination_for(tool_id)
+    handler = dispatcher.handler_for(tool_id)
+    job = ctx.store.create_job(tool_id=tool.id, tool_version=tool.version, params=values,
+                               command_line=tool.command_line(values), handler_tag=handler,
+                               destination_id=destination.id, runner=destination.runner)
+    dispatcher.notify(job["id"], handler)  # after the commit, never before
+    response = jsonify(job_to_dict({**job, "handler": None, "external_id": None, "exit_code": None,
+                                    "info": None, "queued_time": None, "start_time": None,
+                                    "end_time": None}))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.show_job", job_id=job["id"])
+    return response
+
+
+@api.get("/jobs")
+def list_jobs():
+    state = request.args.get("state") or None
+    if state and state not in models.STATES:
+        raise ApiError(400, f"state={state!r}: expected one of {', '.join(models.STATES)}", "state")
+    limit = _int_arg("limit", 50, 1, 1000)
+    offset = _int_arg("offset", 0, 0, 10**12)
+    rows, total = _ctx().store.list_jobs(state=state, tool_id=request.args.get("tool_id") or None,
+                                         limit=limit, offset=offset)
+    return jsonify({"jobs": [job_to_dict(r) for r in rows], "total": total,
+                    "limit": limit, "offset": offset})
+
+
+def _int_arg(name, default, low, high):
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, f"{name}={raw!r}: expected a whole number from {low} to {high}", name)
+    return int(raw)
+
+
+@api.get("/jobs/<int:job_id>")
+def show_job(job_id):
+    job = _job_or_404(job_id)
+    d = job_to_dict(job, full=True)
+    d["history"] = [{"state": h["state"], "handler": h["handler"], "info": h["info"],
+                     "time": iso(h["create_time"])} for h in _ctx().store.history(job_id)]
+    tool = _ctx().tools.get(job["tool_id"])
+    d["outputs"] = [o.name for o in tool.outputs] if tool else []
+    return jsonify(d)
+
+
+@api.get("/jobs/<int:job_id>/stdout")
+def job_stdout(job_id):
+    return _job_text(job_id, STDOUT)
+
+
+@api.get("/jobs/<int:job_id>/stderr")
+def job_stderr(job_id):
+    return _job_text(job_id, STDERR)
+
+
+def _job_text(job_id, name):
+    job = _job_or_404(job_id)
+    path = _inside(job, name)
+    if path is None or not os.path.isfile(path):
+        return Response("", mimetype="text/plain")
+    return send_file(path, mimetype="text/plain", max_age=0, conditional=False)
+
+
+@api.get("/jobs/<int:job_id>/outputs/<name>")
+def job_output(job_id, name):
+    job = _job_or_404(job_id)
+    tool = _ctx().tools.get(job["tool_id"])
+    output = tool.output(name) if tool else None
+    if output is None:
+        raise ApiError(404, f"job {job_id} has no output {name!r}", "name")
+    path = _inside(job, output.relative_path())
+    if path is None or not os.path.isfile(path):
+        raise ApiError(404, f"output {name!r} of job {job_id} does not exist (job state: {job['state']})")
+    return send_file(path, as_attachment=True, download_name=os.path.basename(path), max_age=0)
+
+
+def _inside(job, relative: str) -> str | None:
+    """The real path of a file in the job's directory, or None if it would leave it."""
+    if not job["working_directory"]:
+        return None
+    root = os.path.realpath(job["working_directory"])
+    path = os.path.realpath(os.path.join(root, relative))
+    return path if path.startswith(root + os.sep) else None
+
+
+@api.delete("/jobs/<int:job_id>")
+def cancel_job(job_id):
+    ctx = _ctx()
+    job = _job_or_404(job_id)
+    state = ctx.store.request_cancel(job_id)
+    if state == models.DELETING:
+        _dispatcher().notify(job_id, job["handler"] or job["handler_tag"])
+    elif state is None:
+        job = ctx.store.get_job(job_id)
+        if job["state"] not in (models.DELETED, models.DELETING):
+            raise ApiError(409, f"job {job_id} has already ended ({job['state']}); nothing to cancel")
+    return jsonify(job_to_dict(ctx.store.get_job(job_id)))
+
+
+# -- tools and handlers -------------------------------------------------------------
+@api.get("/tools")
+def list_tools():
+    return jsonify([t.describe() for t in sorted(_ctx().tools.values(), key=lambda t: t.id)])
+
+
+@api.get("/tools/<tool_id>")
+def show_tool(tool_id):
+    tool = _ctx().tools.get(tool_id)
+    if tool is None:
+        raise ApiError(404, f"no tool {tool_id!r}")
+    return jsonify(tool.describe(full=True))
+
+
+@api.get("/handlers")
+def list_handlers():
+    ctx = _ctx()
+    interval = ctx.config.job_handler_monitor_sleep
+    handlers = []
+    for row in ctx.store.handlers():
+        handlers.append({
+            "name": row["name"], "strategy": row["strategy"], "host": row["host"], "pid": row["pid"],
+            "tags": [t for t in row["tags"].split(",") if t], "started": iso(row["started"]),
+            "last_seen": iso(row["last_seen"]), "jobs": row["jobs"], "unclaimed": row["unclaimed"],
+            "sweep_seconds": row["sweep_seconds"],
+        })
+    dispatcher = _dispatcher()
+    return jsonify({"handlers": handlers, "sweep_interval": interval,
+                    "this_worker": {"messages_sent": dispatcher.sent,
+                                    "messages_failed": dispatcher.failed}})

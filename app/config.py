@@ -1,0 +1,123 @@
+"""The `galaxy:` section of galaxy.yml: the application's settings.
+
+uWSGI reads the `uwsgi:` section of the same file with its own parser; this
+module reads only `galaxy:`. Setting names follow Galaxy's where the concept is
+the same, so an admin who knows Galaxy's documentation finds their way.
+Relative paths are resolved against the directory that holds galaxy.yml.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+import yaml
+
+
+class ConfigError(Exception):
+    """galaxy.yml is unreadable or holds a bad setting; the message says where."""
+
+
+# name -> (type, default). Paths are marked so they can be made absolute.
+_SETTINGS = {
+    "database_connection": (str, "sqlite:///database/universe.sqlite"),
+    "database_engine_options": (dict, {}),
+    "job_config_file": (str, "job_conf.xml"),
+    "tool_path": (str, "tools"),
+    "job_working_directory": (str, "database/jobs_directory"),
+    "new_file_path": (str, "database/tmp"),
+    "environment_setup_file": (str, ""),
+    "job_handler_monitor_sleep": (float, 1.0),
+    "job_runner_monitor_sleep": (float, 1.0),
+    "exit_code_file_wait": (float, 5.0),
+    "max_request_body": (int, 1024 * 1024),
+    "log_level": (str, "INFO"),
+}
+_PATHS = {"job_config_file", "tool_path", "job_working_directory", "new_file_path",
+          "environment_setup_file"}
+
+
+@dataclass
+class Config:
+    config_file: str
+    root: str
+    database_connection: str = ""
+    database_engine_options: dict = field(default_factory=dict)
+    job_config_file: str = ""
+    tool_path: str = ""
+    job_working_directory: str = ""
+    new_file_path: str = ""
+    environment_setup_file: str = ""
+    job_handler_monitor_sleep: float = 1.0
+    job_runner_monitor_sleep: float = 1.0
+    exit_code_file_wait: float = 5.0
+    max_request_body: int = 1024 * 1024
+    log_level: str = "INFO"
+    uwsgi: dict = field(default_factory=dict)
+
+    def resolve(self, path: str) -> str:
+        return path if not path or os.path.isabs(path) else os.path.join(self.root, path)
+
+
+def default_config_file() -> str:
+    return os.environ.get("MULETEER_CONFIG", "galaxy.yml")
+
+
+def load_config(config_file: str | None = None, overrides: dict | None = None) -> Config:
+    """Read galaxy.yml's `galaxy:` section, check every setting, fill defaults."""
+    config_file = os.path.abspath(config_file or default_config_file())
+    try:
+        with open(config_file) as fh:
+            document = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_file}: not valid YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"{config_file}: expected sections `uwsgi:` and `galaxy:`")
+    section = document.get("galaxy") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{config_file}: `galaxy:` must be a mapping of settings")
+    section = {**section, **(overrides or {})}
+
+    values = {}
+    for name, raw in section.items():
+        if name not in _SETTINGS:
+            known = ", ".join(sorted(_SETTINGS))
+            raise ConfigError(f"{config_file}: galaxy.{name}: unknown setting (known: {known})")
+        values[name] = _coerce(config_file, name, raw)
+    uwsgi_section = document.get("uwsgi") if isinstance(document.get("uwsgi"), dict) else {}
+    config = Config(config_file=config_file, root=os.path.dirname(config_file),
+                    uwsgi=uwsgi_section)
+    for f in fields(Config):
+        if f.name in _SETTINGS:
+            setattr(config, f.name, values.get(f.name, _SETTINGS[f.name][1]))
+    for name in _PATHS:
+        setattr(config, name, config.resolve(getattr(config, name)))
+    config.database_connection = _resolve_sqlite_url(config, config.database_connection)
+    return config
+
+
+def _coerce(config_file, name, raw):
+    kind, _ = _SETTINGS[name]
+    where = f"{config_file}: galaxy.{name}"
+    if kind is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if raw <= 0:
+            raise ConfigError(f"{where}: must be a positive number, got {raw!r}")
+        return float(raw)
+    if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
+        if raw <= 0:
+            raise ConfigError(f"{where}: must be a positive whole number, got {raw!r}")
+        return raw
+    if kind is str and isinstance(raw, (str, type(None))):
+        return raw or ""
+    if kind is dict and isinstance(raw, dict):
+        return raw
+    raise ConfigError(f"{where}: expected {kind.__name__}, got {type(raw).__name__} {raw!r}")
+
+
+def _resolve_sqlite_url(config: Config, url: str) -> str:
+    # sqlite:///relative/path is relative to galaxy.yml, as every other path here.
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + config.resolve(url[len(prefix):])
+    return url

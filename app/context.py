@@ -1,0 +1,41 @@
+"""Everything loaded from the configuration, shared by the web side and the handlers."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from app.config import Config, load_config
+from app.job_conf import JobConfig, load_job_conf
+from app.store import JobStore
+from app.tools import load_tools
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    config: Config
+    job_conf: JobConfig
+    tools: dict
+    store: JobStore
+
+
+def build_context(config_file: str | None = None, overrides: dict | None = None,
+                  migrate: bool = True) -> AppContext:
+    """Load galaxy.yml, job_conf.xml and the tools; open (and migrate) the store.
+
+    Any error here is a configuration error and stops start-up with its message.
+    """
+    config = load_config(config_file, overrides)
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    job_conf = load_job_conf(config.job_config_file)
+    tools = load_tools(config.tool_path)
+    for tool_id in job_conf.tools:
+        if tool_id not in tools:
+            log.warning("%s maps tool %r, which is not under %s", job_conf.path, tool_id,
+                        config.tool_path)
+    store = JobStore(config.database_connection, config.database_engine_options)
+    if migrate:
+        store.migrate()
+    return AppContext(config=config, job_conf=job_conf, tools=tools, store=store)

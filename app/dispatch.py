@@ -1,0 +1,74 @@
+"""Which handler a new job goes to, and the wake-up message that tells it.
+
+Only the job id is sent, and only after the job is committed. A send that fails
+(queue full, unknown mule) loses nothing: the handlers' sweep finds the row.
+
+    tool mapped to main.job-handlers.N  -> uwsgi.mule_msg(id, N)
+    the farm, or a tag with a sub-farm  -> uwsgi.mule_msg(id, M), M the next mule of
+                                           farm job-handlers[.tag], round-robin
+    main.web.N                          -> this worker's own handler thread, if N is us
+    anything else (webless handlers)    -> nothing: they grab rows from the database
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+from app import uwsgi_env
+from app.job_conf import mule_number, web_number
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, job_conf):
+        self.job_conf = job_conf
+        self.farms = uwsgi_env.farms()
+        self.mules = uwsgi_env.mule_ids()
+        self._next = {farm: random.randrange(len(m)) for farm, m in self.farms.items() if m}
+        self.local_inbox = None  # this web worker's own handler, once started
+        self.local_name = None
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.failed = 0
+
+    def handler_for(self, tool_id: str) -> str:
+        """The handler id or tag a new job of this tool is written with."""
+        ref = self.job_conf.handler_for(tool_id)
+        if ref:
+            return ref
+        if uwsgi_env.FARM in self.farms:
+            return uwsgi_env.FARM
+        # All-in-one: the web worker that takes the job handles it.
+        return f"main.web.{uwsgi_env.worker_id() or 1}"
+
+    def _next_mule(self, farm: str) -> int:
+        # Not uwsgi.mule_msg(id, farm): see uwsgi_env.get_message for why.
+        members = self.farms[farm]
+        with self._lock:
+            index = self._next[farm] = (self._next[farm] + 1) % len(members)
+        return members[index]
+
+    def notify(self, job_id: int, handler: str) -> bool:
+        """Wake whoever handles `handler`; False when nobody could be told (the sweep will)."""
+        data = str(job_id).encode()
+        mule = mule_number(handler)
+        if mule is not None:
+            ok = mule in self.mules and uwsgi_env.send_to_mule(data, mule)
+        elif handler in self.farms or f"{uwsgi_env.FARM}.{handler}" in self.farms:
+            farm = handler if handler in self.farms else f"{uwsgi_env.FARM}.{handler}"
+            ok = uwsgi_env.send_to_mule(data, self._next_mule(farm))
+        elif web_number(handler) is not None:
+            ok = handler == self.local_name and self.local_inbox is not None and self.local_inbox.put(data)
+        else:
+            return False  # a webless handler's tag: they poll the database by design
+        with self._lock:
+            if ok:
+                self.sent += 1
+            else:
+                self.failed += 1
+        if not ok:
+            log.warning("job %s: could not message handler %s; its sweep will pick the job up",
+                        job_id, handler)
+        return ok

@@ -1,0 +1,63 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations in app/migrations create it."""
+from sqlalchemy import (Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+                        Table, Text)
+
+metadata = MetaData()
+
+# Job states, as Galaxy names them. `deleting` is a cancel asked for but not yet done.
+NEW, QUEUED, RUNNING, OK, ERROR, DELETING, DELETED = (
+    "new", "queued", "running", "ok", "error", "deleting", "deleted")
+TERMINAL = (OK, ERROR, DELETED)
+ACTIVE = (NEW, QUEUED, RUNNING, DELETING)
+STATES = (NEW, QUEUED, RUNNING, OK, ERROR, DELETING, DELETED)
+
+job = Table(
+    "job", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tool_id", String(255), nullable=False),
+    Column("tool_version", String(64), nullable=False),
+    Column("params", Text, nullable=False),  # JSON of the validated values
+    Column("command_line", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    # Where the job was sent (a handler id or a tag), and the handler that took it.
+    Column("handler_tag", String(255), nullable=False),
+    Column("handler", String(255)),
+    Column("destination_id", String(255), nullable=False),
+    Column("runner", String(32), nullable=False),
+    Column("external_id", String(255)),
+    Column("exit_code", Integer),
+    Column("info", Text),
+    Column("working_directory", Text),
+    Column("create_time", DateTime, nullable=False),
+    Column("queued_time", DateTime),
+    Column("start_time", DateTime),
+    Column("end_time", DateTime),
+    Column("update_time", DateTime, nullable=False),
+    Index("ix_job_state_handler_tag", "state", "handler_tag"),
+    Index("ix_job_handler_state", "handler", "state"),
+    Index("ix_job_tool_id", "tool_id"),
+)
+
+job_state_history = Table(
+    "job_state_history", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("job.id"), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("handler", String(255)),
+    Column("info", Text),
+    Column("create_time", DateTime, nullable=False),
+)
+
+# One row per handler process name; the heartbeat is last_seen.
+handler = Table(
+    "handler", metadata,
+    Column("name", String(255), primary_key=True),
+    Column("tags", Text, nullable=False),
+    Column("strategy", String(32), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
+    Column("messages_failed", Integer, nullable=False, default=0),
+    Column("sweep_seconds", Float),
+)

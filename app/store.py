@@ -1,0 +1,263 @@
+"""The job store: the single source of truth for jobs, their history and the handlers.
+
+Every state change is one conditional UPDATE (`... WHERE state IN (...)`) plus a
+history row in the same transaction, so two processes can never both move a job,
+and claiming a job is exactly-once by construction. Written for SQLite (the
+embedded default) and PostgreSQL alike: nothing here is dialect-specific except
+the connection set-up and the migration lock.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+from datetime import datetime, timezone
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import and_, case, create_engine, event, func, insert, select, text, update
+from sqlalchemy.engine import make_url
+
+from app import models
+from app.models import job, job_state_history, handler as handler_table
+
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def iso(value) -> str | None:
+    return value.isoformat(timespec="milliseconds") + "Z" if value else None
+
+
+class JobStore:
+    def __init__(self, url: str, engine_options: dict | None = None):
+        self.url = make_url(url)
+        options = dict(engine_options or {})
+        if self.url.get_backend_name() == "sqlite":
+            # Several processes write at once: wait for the lock rather than fail.
+            options.setdefault("connect_args", {}).setdefault("timeout", 60)
+            database = self.url.database
+            if database and database != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+        self.engine = create_engine(self.url, **options)
+        if self.url.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    def after_fork(self) -> None:
+        """A forked process must not reuse its parent's pooled connections."""
+        self.engine.dispose(close=False)
+
+    # -- schema -------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; safe when several processes start at once."""
+        with self._migration_lock(), self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7411)"))
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", MIGRATIONS)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextlib.contextmanager
+    def _migration_lock(self):
+        database = self.url.database if self.dialect == "sqlite" else None
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(os.path.abspath(database) + ".migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # -- web side -----------------------------------------------------------------
+    def create_job(self, *, tool_id, tool_version, params, command_line, handler_tag,
+                   destination_id, runner) -> dict:
+        """INSERT the job in state `new` and COMMIT; only then may anyone be told of it."""
+        now = utcnow()
+        row = dict(tool_id=tool_id, tool_version=tool_version, params=json.dumps(params),
+                   command_line=command_line, state=models.NEW, handler_tag=handler_tag,
+                   destination_id=destination_id, runner=runner, create_time=now,
+                   update_time=now)
+        with self.engine.begin() as conn:
+            job_id = conn.execute(insert(job).values(**row)).inserted_primary_key[0]
+            conn.execute(insert(job_state_history).values(
+                job_id=job_id, state=models.NEW, handler=None, create_time=now))
+        return {**row, "id": job_id}
+
+    def get_job(self, job_id: int) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(job).where(job.c.id == job_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list_jobs(self, *, state=None, tool_id=None, limit=50, offset=0):
+        conditions = []
+        if state:
+            conditions.append(job.c.state == state)
+        if tool_id:
+            conditions.append(job.c.tool_id == tool_id)
+        where = and_(True, *conditions)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(job).where(where)).scalar_one()
+            rows = conn.execute(select(job).where(where).order_by(job.c.id.desc())
+                                .limit(limit).offset(offset)).mappings().all()
+        return [dict(r) for r in rows], total
+
+    def history(self, job_id: int) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(job_state_history).where(job_state_history.c.job_id == job_id)
+                                .order_by(job_state_history.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def request_cancel(self, job_id: int) -> str | None:
+        """Cancel: a job no handler took yet ends here; a taken one goes to `deleting`
+        for its handler to stop. Returns the new state, or None if nothing changed."""
+        if self.transition(job_id, models.DELETED, from_states=(models.NEW,),
+                           info="cancelled before a handler took it"):
+            return models.DELETED
+        if self.transition(job_id, models.DELETING, from_states=(models.QUEUED, models.RUNNING),
+                           info="cancel requested"):
+            return models.DELETING
+        return None
+
+    # -- handler side -------------------------------------------------------------
+    def claim_new(self, handler_name: str, tags, limit: int = 200) -> list[dict]:
+        """Take up to `limit` unclaimed new jobs sent to any of `tags`; each job goes to
+        exactly one handler because the UPDATE re-checks `handler IS NULL`."""
+        pending = (select(job.c.id).where(job.c.state == models.NEW, job.c.handler.is_(None),
+                                          job.c.handler_tag.in_(list(tags)))
+                   .order_by(job.c.id).limit(limit))
+        return self._claim(handler_name, job.c.id.in_(pending.scalar_subquery()))
+
+    def claim_job(self, job_id: int, handler_name: str, tags) -> dict | None:
+        claimed = self._claim(handler_name, and_(job.c.id == job_id,
+                                                 job.c.handler_tag.in_(list(tags))))
+        return claimed[0] if claimed else None
+
+    def _claim(self, handler_name, condition) -> list[dict]:
+        now = utcnow()
+        stmt = (update(job).where(condition, job.c.state == models.NEW, job.c.handler.is_(None))
+                .values(state=models.QUEUED, handler=handler_name, queued_time=now, update_time=now)
+                .returning(*job.c))
+        with self.engine.begin() as conn:
+            rows = [dict(r) for r in conn.execute(stmt).mappings().all()]
+            if rows:
+                conn.execute(insert(job_state_history), [
+                    dict(job_id=r["id"], state=models.QUEUED, handler=handler_name, create_time=now)
+                    for r in rows])
+        return rows
+
+    def owned_jobs(self, handler_name: str, states=(models.QUEUED, models.RUNNING, models.DELETING)):
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(job).where(job.c.handler == handler_name,
+                                                  job.c.state.in_(states))
+                                .order_by(job.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def transition(self, job_id: int, state: str, *, from_states, handler: str | None = None,
+                   info: str | None = None, **values) -> dict | None:
+        """Move a job to `state` if it is in one of `from_states`; record history.
+
+        A job whose cancel was requested (`deleting`) that finishes becomes `deleted`:
+        the user's cancel wins over the job's own end. Returns the updated row or None.
+        """
+        now = utcnow()
+        from_states = tuple(from_states)
+        new_state = state
+        if state in models.TERMINAL and models.DELETING not in from_states:
+            from_states += (models.DELETING,)
+        values = dict(values, update_time=now)
+        if state == models.RUNNING:
+            values.setdefault("start_time", now)
+        if state in models.TERMINAL:
+            values.setdefault("end_time", now)
+        if info is not None:
+            values["info"] = info
+        if state in models.TERMINAL:
+            new_state = case((job.c.state == models.DELETING, models.DELETED), else_=state)
+        stmt = (update(job).where(job.c.id == job_id, job.c.state.in_(from_states))
+                .values(state=new_state, **values).returning(*job.c))
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).mappings().first()
+            if row is None:
+                return None
+            conn.execute(insert(job_state_history).values(
+                job_id=job_id, state=row["state"], handler=handler or row["handler"],
+                info=info, create_time=now))
+        return dict(row)
+
+    def update_job(self, job_id: int, **values) -> None:
+        """Bookkeeping that is not a state change (working directory, external id)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(job).where(job.c.id == job_id).values(update_time=utcnow(), **values))
+
+    def heartbeat(self, name: str, tags, strategy: str, messages_failed: int = 0,
+                  sweep_seconds: float | None = None) -> None:
+        now = utcnow()
+        values = dict(tags=",".join(tags), strategy=strategy, host=socket.gethostname(),
+                      pid=os.getpid(), last_seen=now, messages_failed=messages_failed,
+                      sweep_seconds=sweep_seconds)
+        with self.engine.begin() as conn:
+            updated = conn.execute(update(handler_table).where(handler_table.c.name == name)
+                                   .values(**values)).rowcount
+            if not updated:
+                conn.execute(insert(handler_table).values(name=name, started=now, **values))
+
+    def mark_started(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(handler_table).where(handler_table.c.name == name)
+                         .values(started=utcnow()))
+
+    def handlers(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(select(handler_table).order_by(handler_table.c.name)).mappings()]
+            counts = conn.execute(select(job.c.handler, job.c.state, func.count())
+                                  .where(job.c.handler.is_not(None))
+                                  .group_by(job.c.handler, job.c.state)).all()
+            waiting = conn.execute(select(job.c.handler_tag, func.count())
+                                   .where(job.c.state == models.NEW, job.c.handler.is_(None))
+                                   .group_by(job.c.handler_tag)).all()
+        by_handler = {}
+        for name, state, count in counts:
+            by_handler.setdefault(name, {})[state] = count
+        unclaimed = dict(waiting)
+        for row in rows:
+            row["jobs"] = by_handler.get(row["name"], {})
+            row["unclaimed"] = sum(unclaimed.get(t, 0) for t in [row["name"], *row["tags"].split(",")] if t)
+        return rows
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    # WAL lets readers run beside the one writer; NORMAL sync is safe with WAL.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def job_to_dict(row: dict, *, full: bool = False) -> dict:
+    """The JSON shape of a job in the API."""
+    d = {
+        "id": row["id"], "tool_id": row["tool_id"], "tool_version": row["tool_version"],
+        "state": row["state"], "handler": row["handler"] or row["handler_tag"],
+        "handler_tag": row["handler_tag"], "destination": row["destination_id"],
+        "runner": row["runner"], "external_id": row["external_id"], "exit_code": row["exit_code"],
+        "info": row["info"], "create_time": iso(row["create_time"]),
+        "queued_time": iso(row["queued_time"]), "start_time": iso(row["start_time"]),
+        "end_time": iso(row["end_time"]), "update_time": iso(row["update_time"]),
+    }
+    if full:
+        d["params"] = json.loads(row["params"])
+        d["command_line"] = row["command_line"]
+    return d

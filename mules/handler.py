@@ -1,0 +1,44 @@
+"""Entry point of a `job-handlers` mule: `mule: mules/handler.py` in galaxy.yml.
+
+The mule is named `main.job-handlers.N` (N = its mule id). It takes jobs sent to
+that name, to each farm it belongs to (`job-handlers`, and `job-handlers.<tag>`
+also as `<tag>`), and to the tags job_conf.xml gives its name.
+"""
+import sys
+import threading
+
+from app import uwsgi_env
+from app.context import build_context
+from mules.handler_loop import JobHandler
+
+
+class MuleInbox:
+    def get(self, timeout: float):
+        return uwsgi_env.get_message(timeout)
+
+
+def mule_tags(mule: int, farms: dict, job_conf) -> list[str]:
+    name = f"main.job-handlers.{mule}"
+    tags = []
+    for farm, members in farms.items():
+        if mule in members:
+            tags.append(farm)
+            if farm.startswith(uwsgi_env.FARM + "."):
+                tags.append(farm[len(uwsgi_env.FARM) + 1:])
+    return tags + list(job_conf.handler_tags(name))
+
+
+def main() -> None:
+    if not uwsgi_env.running():
+        sys.exit("mules/handler.py runs inside uWSGI as a mule; "
+                 "use scripts/job-handler for a handler without uWSGI")
+    ctx = build_context(uwsgi_env.config_file())
+    mule = uwsgi_env.mule_id()
+    name = f"main.job-handlers.{mule}"
+    handler = JobHandler(ctx, name, mule_tags(mule, uwsgi_env.farms(), ctx.job_conf),
+                         strategy="mule", inbox=MuleInbox())
+    handler.run(threading.Event())
+
+
+if __name__ == "__main__":
+    main()

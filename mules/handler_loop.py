@@ -1,0 +1,159 @@
+"""The job handler loop, the same in a mule, a web worker or a webless process.
+
+    recover my unfinished jobs (before taking any new one)
+    loop:
+        wait for a message (a job id) up to the next sweep
+        message -> claim that job if it is still new and meant for me; or stop it if cancelled
+        every job_handler_monitor_sleep seconds: heartbeat, claim any new job meant for me
+            that no message announced, stop my jobs whose cancel was requested
+
+A message is only a wake-up call: the store says what to do, so a lost, late or
+repeated message changes nothing but latency.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from app import models
+from mules.runners import load_runner
+
+log = logging.getLogger(__name__)
+
+
+class QueueInbox:
+    """Messages inside one process (a web worker handing jobs to its own handler thread)."""
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+
+    def put(self, data: bytes) -> bool:
+        self._queue.put(data)
+        return True
+
+    def get(self, timeout: float) -> bytes | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+class JobHandler:
+    def __init__(self, ctx, name: str, tags, strategy: str, inbox):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.name = name
+        # A handler takes jobs sent to its own name or to any of its tags.
+        self.tags = tuple(dict.fromkeys([name, *tags]))
+        self.strategy = strategy
+        self.inbox = inbox
+        self.interval = ctx.config.job_handler_monitor_sleep
+        self.runners: dict = {}
+        self.messages_failed = 0
+        self.last_sweep_seconds: float | None = None
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        log.info("handler %s (%s) starting, tags: %s", self.name, self.strategy, ", ".join(self.tags))
+        self._guarded(self.heartbeat)
+        self._guarded(self.recover)
+        next_sweep = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_sweep:
+                self._guarded(self.sweep)
+                next_sweep = time.monotonic() + self.interval
+            message = self._guarded(self.inbox.get, max(0.0, next_sweep - time.monotonic()))
+            if message:
+                self._guarded(self.on_message, message)
+        for runner in self.runners.values():
+            runner.shutdown()
+
+    def _guarded(self, fn, *args):
+        """An exception in one step is logged; it never ends the handler."""
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("handler %s: %s failed", self.name, getattr(fn, "__name__", fn))
+            time.sleep(min(self.interval, 1.0))
+            return None
+
+    # -- steps ----------------------------------------------------------------------
+    def on_message(self, message: bytes) -> None:
+        try:
+            job_id = int(message)
+        except ValueError:
+            log.warning("handler %s: ignoring message %r (not a job id)", self.name, message[:80])
+            return
+        job = self.store.claim_job(job_id, self.name, self.tags)
+        if job:
+            self.start(job)
+            return
+        job = self.store.get_job(job_id)
+        if job and job["state"] == models.DELETING and job["handler"] == self.name:
+            self.stop(job)
+
+    def sweep(self) -> None:
+        started = time.monotonic()
+        self.heartbeat()
+        for job in self.store.claim_new(self.name, self.tags):
+            self.start(job)
+        for job in self.store.owned_jobs(self.name, states=(models.DELETING,)):
+            self.stop(job)
+        self.last_sweep_seconds = time.monotonic() - started
+
+    def heartbeat(self) -> None:
+        self.store.heartbeat(self.name, self.tags, self.strategy, self.messages_failed,
+                             self.last_sweep_seconds)
+
+    def recover(self) -> None:
+        """Jobs this handler owned when it last stopped: re-attach, restart or finish them."""
+        for job in self.store.owned_jobs(self.name):
+            log.info("handler %s: recovering job %s (%s)", self.name, job["id"], job["state"])
+            try:
+                runner, destination = self.runner_for(job)
+                if job["state"] == models.DELETING and not job["external_id"]:
+                    runner.end(job, models.DELETED, "cancelled while its handler was down")
+                else:
+                    runner.recover(job, destination)
+            except Exception as exc:
+                self._fail(job, f"could not recover the job: {exc}")
+
+    # -- jobs -----------------------------------------------------------------------
+    def start(self, job: dict) -> None:
+        try:
+            runner, destination = self.runner_for(job)
+            runner.submit(job, destination)
+        except Exception as exc:
+            log.exception("job %s: could not be started", job["id"])
+            self._fail(job, f"could not be started: {exc}")
+
+    def stop(self, job: dict) -> None:
+        try:
+            runner, _ = self.runner_for(job)
+            runner.cancel(job)
+        except Exception as exc:
+            log.exception("job %s: could not be cancelled", job["id"])
+            self.store.transition(job["id"], models.DELETED, from_states=(models.DELETING,),
+                                  handler=self.name, info=f"cancelled; stopping it failed: {exc}")
+
+    def runner_for(self, job: dict):
+        job_conf = self.ctx.job_conf
+        try:
+            destination = job_conf.resolve_destination(job["destination_id"])
+        except KeyError:
+            raise RuntimeError(f"destination {job['destination_id']!r} is no longer in "
+                               f"{job_conf.path}") from None
+        plugin = job_conf.plugins.get(destination.runner)
+        if plugin is None:
+            raise RuntimeError(f"runner {destination.runner!r} is not a plugin in {job_conf.path}")
+        if plugin.id not in self.runners:
+            self.runners[plugin.id] = load_runner(self.ctx, plugin, self.name)
+        return self.runners[plugin.id], destination
+
+    def _fail(self, job: dict, info: str) -> None:
+        self.store.transition(job["id"], models.ERROR,
+                              from_states=(models.NEW, models.QUEUED, models.RUNNING),
+                              handler=self.name, info=info)

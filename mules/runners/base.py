@@ -1,0 +1,84 @@
+"""What every runner shares: preparing a job's files and recording how it ended.
+
+A runner only decides how a job script is started, watched and stopped; the
+store transitions around that are the same for all of them and live here.
+"""
+from __future__ import annotations
+
+import logging
+
+from app import models
+from mules.job_files import JobFiles, working_directory
+
+log = logging.getLogger(__name__)
+
+
+class BaseRunner:
+    def __init__(self, ctx, plugin, handler_name: str):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.plugin = plugin
+        self.handler_name = handler_name
+
+    # -- what a runner implements -------------------------------------------------
+    def submit(self, job: dict, destination) -> None:
+        raise NotImplementedError
+
+    def cancel(self, job: dict) -> None:
+        raise NotImplementedError
+
+    def recover(self, job: dict, destination) -> None:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        pass
+
+    # -- shared -------------------------------------------------------------------
+    def files(self, job: dict) -> JobFiles:
+        return JobFiles(job.get("working_directory")
+                        or working_directory(self.ctx.config.job_working_directory, job["id"]))
+
+    def prepare(self, job: dict, destination) -> JobFiles:
+        files = self.files(job)
+        files.write_script(job, destination, self.ctx.config)
+        if job.get("working_directory") != files.directory:
+            self.store.update_job(job["id"], working_directory=files.directory)
+            job["working_directory"] = files.directory
+        return files
+
+    def mark_running(self, job: dict, external_id: str | None = None) -> bool:
+        values = {"external_id": external_id} if external_id is not None else {}
+        row = self.store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,),
+                                    handler=self.handler_name, **values)
+        if row:
+            log.info("job %s running: handler=%s destination=%s runner=%s external_id=%s",
+                     job["id"], self.handler_name, job["destination_id"], job["runner"], external_id)
+        return row is not None
+
+    def finish(self, job: dict, files: JobFiles, wait: float | None = None) -> dict | None:
+        """Record the end of a job from its exit-code file (waiting a bounded time for it)."""
+        current = self.store.get_job(job["id"])
+        if current and current["state"] == models.DELETING:
+            return self.end(job, models.DELETED, "cancelled by request")
+        wait = self.ctx.config.exit_code_file_wait if wait is None else wait
+        code = files.exit_code(wait=wait)
+        if code is None:
+            return self.end(job, models.ERROR, "the job ended without writing an exit code "
+                                                "(killed, or its node lost)")
+        missing = files.missing_outputs(self.ctx.tools.get(job["tool_id"]))
+        if code == 0 and missing:
+            return self.end(job, models.ERROR, f"output(s) not produced: {', '.join(missing)}",
+                            exit_code=code)
+        if code == 0:
+            return self.end(job, models.OK, None, exit_code=0)
+        return self.end(job, models.ERROR, f"exit code {code}", exit_code=code)
+
+    def end(self, job: dict, state: str, info: str | None, **values) -> dict | None:
+        row = self.store.transition(job["id"], state,
+                                    from_states=(models.NEW, models.QUEUED, models.RUNNING),
+                                    handler=self.handler_name, info=info, **values)
+        if row:
+            log.info("job %s %s: handler=%s destination=%s runner=%s external_id=%s%s",
+                     job["id"], row["state"], self.handler_name, job["destination_id"],
+                     job["runner"], row["external_id"], f" ({info})" if info else "")
+        return row

@@ -1,0 +1,149 @@
+"""The local runner: job scripts as processes of this machine.
+
+`workers` threads (job_conf.xml) each start one job script and wait for it.
+Each job gets its own session, hence its own process group, so cancel kills
+everything the tool started; signals that uWSGI leaves ignored in its
+processes are reset to their defaults in the job (DESIGN.md section 4).
+Unlike Galaxy's local runner, a restarted handler re-attaches to the jobs it
+left running, by the pid the script recorded and its exit-code file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+
+from app import models
+from mules.job_files import SCRIPT
+from mules.runners.base import BaseRunner
+
+log = logging.getLogger(__name__)
+
+_RESET_SIGNALS = tuple(s for s in signal.valid_signals()
+                       if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN)
+KILL_GRACE = 5.0
+
+
+class LocalRunner(BaseRunner):
+    def __init__(self, ctx, plugin, handler_name):
+        super().__init__(ctx, plugin, handler_name)
+        self._queue: queue.Queue = queue.Queue()
+        self._pids: dict[int, int] = {}  # job id -> pid (= process group) of running jobs
+        self._watched: dict[int, tuple] = {}  # recovered jobs: job id -> (job, files, pid)
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, name=f"local-{i}", daemon=True)
+                         for i in range(plugin.workers)]
+        self._threads.append(threading.Thread(target=self._watch, name="local-watch", daemon=True))
+        self._stop = threading.Event()
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job, destination):
+        self._queue.put((job, destination))
+
+    def cancel(self, job):
+        pid = self._pids.get(job["id"])
+        if pid is None and job["id"] in self._watched:
+            pid = self._watched[job["id"]][2]
+        if pid is None:
+            # Not started here (still in our queue, or never started): the worker that
+            # dequeues it sees `deleting` and records `deleted`; nothing to kill.
+            if not job.get("external_id") and job["id"] not in self._queued_ids():
+                self.end(job, models.DELETED, "cancelled before it started")
+            return
+        _kill_group(pid, signal.SIGTERM)
+        timer = threading.Timer(KILL_GRACE, _kill_group, (pid, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+    def recover(self, job, destination):
+        files = self.files(job)
+        pid = int(job["external_id"]) if job.get("external_id") else files.pid()
+        if files.exit_code() is not None:
+            self.finish(job, files, wait=0)
+        elif pid and _is_job_process(pid, files.path(SCRIPT)):
+            log.info("job %s: re-attached to pid %s", job["id"], pid)
+            if job["state"] == models.QUEUED:
+                self.mark_running(job, str(pid))
+            with self._lock:
+                self._watched[job["id"]] = (job, files, pid)
+        elif job["state"] == models.QUEUED and pid is None:
+            self.submit(job, destination)  # claimed, never started: start it now
+        else:
+            self.finish(job, files, wait=self.ctx.config.exit_code_file_wait)
+
+    def shutdown(self):
+        self._stop.set()
+        for _ in self._threads:
+            self._queue.put(None)
+
+    # -- internals ----------------------------------------------------------------
+    def _queued_ids(self):
+        with self._queue.mutex:
+            return {item[0]["id"] for item in self._queue.queue if item}
+
+    def _work(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            job, destination = item
+            try:
+                self._run(job, destination)
+            except Exception as exc:  # one job's failure never stops the runner
+                log.exception("job %s: local runner failed", job["id"])
+                self.end(job, models.ERROR, f"local runner error: {exc}")
+            finally:
+                self._pids.pop(job["id"], None)
+
+    def _run(self, job, destination):
+        files = self.prepare(job, destination)
+        script = files.path(SCRIPT)
+        log_fd = os.open(files.path("job.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            pid = os.posix_spawn("/bin/bash", ["/bin/bash", script], os.environ,
+                                 setsid=True, setsigdef=_RESET_SIGNALS, setsigmask=(),
+                                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                                               (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                                               (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+        finally:
+            os.close(log_fd)
+        self._pids[job["id"]] = pid
+        if not self.mark_running(job, str(pid)):
+            _kill_group(pid, signal.SIGKILL)  # cancelled while we were starting it
+        os.waitpid(pid, 0)
+        self.finish(job, files)
+
+    def _watch(self):
+        """Poll the jobs re-attached after a restart (they are not our children)."""
+        interval = self.ctx.config.job_runner_monitor_sleep
+        while not self._stop.wait(interval):
+            with self._lock:
+                watched = list(self._watched.items())
+            for job_id, (job, files, pid) in watched:
+                if _is_job_process(pid, files.path(SCRIPT)):
+                    continue
+                with self._lock:
+                    self._watched.pop(job_id, None)
+                try:
+                    self.finish(job, files)
+                except Exception:
+                    log.exception("job %s: finishing a recovered job failed", job_id)
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _is_job_process(pid: int, script: str) -> bool:
+    """True while `pid` is alive and is this job's script (pids are reused)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return script.encode() in fh.read()
+    except OSError:
+        return False

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Start Muleteer: installs what it needs into .venv, checks the configuration,
+# creates/migrates the database, then runs `uwsgi --yaml galaxy.yml`.
+#
+#   ./run.sh             in the foreground (Ctrl-C stops it)
+#   ./run.sh --daemon    in the background; log in database/uwsgi.log
+#   ./run.sh --stop      stop the background server (by its pid file)
+#   ./run.sh --status    is it running, and its handlers
+#
+# MULETEER_CONFIG picks another galaxy.yml (default: ./galaxy.yml).
+set -euo pipefail
+cd "$(dirname "$0")"
+export MULETEER_CONFIG=${MULETEER_CONFIG:-galaxy.yml}
+VENV=${MULETEER_VENV:-.venv}
+LOGFILE=${MULETEER_LOG:-database/uwsgi.log}
+
+# The pid file and address are uWSGI settings: read them from the uwsgi: section.
+uwsgi_setting() {
+    awk -v key="$1" '/^uwsgi:/{s=1;next} /^[^ #]/{s=0} s && $1==key":"{print $2; exit}' "$MULETEER_CONFIG"
+}
+PIDFILE=$(uwsgi_setting pidfile); PIDFILE=${PIDFILE:-database/uwsgi.pid}
+ADDRESS=$(uwsgi_setting http); ADDRESS=${ADDRESS:-127.0.0.1:8080}
+
+STATUS_PY='
+import json, sys
+for h in json.load(sys.stdin)["handlers"]:
+    print("  %-22s %-7s pid %-7s last seen %s  jobs %s" % (h["name"], h["strategy"], h["pid"], h["last_seen"], h["jobs"]))
+'
+
+running_pid() {
+    local pid
+    pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+prepare() {
+    scripts/setup-venv requirements.txt
+    mkdir -p database "$(dirname "$PIDFILE")" "$(dirname "$LOGFILE")"
+    "$VENV/bin/python" -m app.check "$MULETEER_CONFIG"
+}
+
+wait_until_up() {
+    for _ in $(seq 1 120); do
+        if curl -fsS -o /dev/null "http://$ADDRESS/api/tools" 2>/dev/null; then
+            echo "muleteer: serving on http://$ADDRESS (pid $(running_pid), log $LOGFILE)"
+            return 0
+        fi
+        if ! running_pid >/dev/null && [ "${1:-}" = daemon ] && [ -f "$PIDFILE" ]; then break; fi
+        sleep 0.5
+    done
+    echo "muleteer: did not come up within 60 s; see $LOGFILE" >&2
+    return 1
+}
+
+case "${1:-}" in
+    ""|--foreground)
+        if pid=$(running_pid); then echo "muleteer: already running (pid $pid)" >&2; exit 1; fi
+        prepare
+        exec "$VENV/bin/uwsgi" --yaml "$MULETEER_CONFIG"
+        ;;
+    --daemon)
+        if pid=$(running_pid); then echo "muleteer: already running (pid $pid)"; exit 0; fi
+        prepare
+        "$VENV/bin/uwsgi" --yaml "$MULETEER_CONFIG" --daemonize2 "$LOGFILE"
+        wait_until_up daemon
+        ;;
+    --stop)
+        if ! pid=$(running_pid); then echo "muleteer: not running"; exit 0; fi
+        kill -TERM "$pid"
+        for _ in $(seq 1 60); do
+            kill -0 "$pid" 2>/dev/null || { echo "muleteer: stopped (pid $pid)"; exit 0; }
+            sleep 0.5
+        done
+        echo "muleteer: pid $pid still running after 30 s; see $LOGFILE" >&2
+        exit 1
+        ;;
+    --status)
+        if pid=$(running_pid); then
+            echo "muleteer: running (pid $pid) on http://$ADDRESS"
+            curl -fsS "http://$ADDRESS/api/handlers" 2>/dev/null | "$VENV/bin/python" -c "$STATUS_PY" || true
+        else
+            echo "muleteer: not running"; exit 3
+        fi
+        ;;
+    -h|--help)
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        ;;
+    *)
+        echo "usage: $0 [--daemon | --stop | --status | --help]" >&2; exit 2
+        ;;
+esac
