@@ -24,6 +24,8 @@ def _api_error(exc: ApiError):
     body = {"error": exc.message}
     if exc.field:
         body["field"] = exc.field
+        if not exc.message.startswith(exc.field):
+            body["error"] = f"{exc.field}: {exc.message}"
     return jsonify(body), exc.status
 
 
@@ -87,7 +89,7 @@ def submit_job():
 def list_jobs():
     state = request.args.get("state") or None
     if state and state not in models.STATES:
-        raise ApiError(400, f"state={state!r}: expected one of {', '.join(models.STATES)}", "state")
+        raise ApiError(400, f"{state!r}: expected one of {', '.join(models.STATES)}", "state")
     limit = _int_arg("limit", 50, 1, 1000)
     offset = _int_arg("offset", 0, 0, 10**12)
     rows, total = _ctx().store.list_jobs(state=state, tool_id=request.args.get("tool_id") or None,
@@ -101,7 +103,7 @@ def _int_arg(name, default, low, high):
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, f"{name}={raw!r}: expected a whole number from {low} to {high}", name)
+        raise ApiError(400, f"{raw!r}: expected a whole number from {low} to {high}", name)
     return int(raw)
 
 
@@ -194,7 +196,7 @@ def list_handlers():
             "name": row["name"], "strategy": row["strategy"], "host": row["host"], "pid": row["pid"],
             "tags": [t for t in row["tags"].split(",") if t], "started": iso(row["started"]),
             "last_seen": iso(row["last_seen"]), "jobs": row["jobs"], "unclaimed": row["unclaimed"],
-            "sweep_seconds": row["sweep_seconds"],
+            "sweep_seconds": row["sweep_seconds"], "messages_failed": row["messages_failed"],
         })
     dispatcher = _dispatcher()
     return jsonify({"handlers": handlers, "sweep_interval": interval,

@@ -17,6 +17,7 @@ def start_web_handler(ctx, dispatcher) -> JobHandler | None:
     name = f"main.web.{worker}"
     inbox = QueueInbox()
     handler = JobHandler(ctx, name, ctx.job_conf.handler_tags(name), strategy="web", inbox=inbox)
+    handler.dispatcher = dispatcher
     dispatcher.local_inbox = inbox
     dispatcher.local_name = name
     threading.Thread(target=handler.run, args=(threading.Event(),), name=f"handler-{name}",

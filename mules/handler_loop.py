@@ -51,7 +51,7 @@ class JobHandler:
         self.inbox = inbox
         self.interval = ctx.config.job_handler_monitor_sleep
         self.runners: dict = {}
-        self.messages_failed = 0
+        self.dispatcher = None  # set in a web worker: its failed sends go in the heartbeat
         self.last_sweep_seconds: float | None = None
 
     # -- the loop -------------------------------------------------------------------
@@ -105,8 +105,8 @@ class JobHandler:
         self.last_sweep_seconds = time.monotonic() - started
 
     def heartbeat(self) -> None:
-        self.store.heartbeat(self.name, self.tags, self.strategy, self.messages_failed,
-                             self.last_sweep_seconds)
+        failed = self.dispatcher.failed if self.dispatcher else 0
+        self.store.heartbeat(self.name, self.tags, self.strategy, failed, self.last_sweep_seconds)
 
     def recover(self) -> None:
         """Jobs this handler owned when it last stopped: re-attach, restart or finish them."""

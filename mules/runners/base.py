@@ -57,11 +57,13 @@ class BaseRunner:
 
     def finish(self, job: dict, files: JobFiles, wait: float | None = None) -> dict | None:
         """Record the end of a job from its exit-code file (waiting a bounded time for it)."""
-        current = self.store.get_job(job["id"])
-        if current and current["state"] == models.DELETING:
-            return self.end(job, models.DELETED, "cancelled by request")
-        wait = self.ctx.config.exit_code_file_wait if wait is None else wait
-        code = files.exit_code(wait=wait)
+        code = files.exit_code()
+        if code is None:
+            current = self.store.get_job(job["id"])
+            if current and current["state"] == models.DELETING:
+                return self.end(job, models.DELETED, "cancelled by request")
+            wait = self.ctx.config.exit_code_file_wait if wait is None else wait
+            code = files.exit_code(wait=wait)
         if code is None:
             return self.end(job, models.ERROR, "the job ended without writing an exit code "
                                                 "(killed, or its node lost)")

@@ -1,0 +1,283 @@
+"""Benchmark the job server core against a running server (./run.sh --daemon).
+
+    .venv/bin/python bench/bench_jobs.py [--url http://127.0.0.1:8080] [-n 2000]
+
+Prints, for a trivial tool (noop):
+  1. POST /api/jobs requests/s (several client processes, the jobs then run too);
+  2. end to end: N jobs submitted at full speed, jobs/s from the first submit to the
+     last end, submit->running and submit->finished p50/p99 (server timestamps);
+  3. the same latencies paced at --rate jobs/s;
+  4. the floor: the same job scripts launched by a plain Python loop with no server
+     (one loop, and one loop per core), and end-to-end as a ratio of it;
+  5. lost or stuck jobs (must be 0), 5xx answers (must be 0), failed mule messages
+     (a full queue: those jobs were found by the sweep instead), handler RSS.
+Run it on a quiet server: it waits until no job is active.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+from datetime import datetime
+from types import SimpleNamespace
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mules.job_files import JobFiles  # noqa: E402
+
+TERMINAL = ("ok", "error", "deleted")
+
+
+class Client:
+    """An HTTP/1.1 client on one kept-alive connection, reopened if the server closes it."""
+
+    def __init__(self, url):
+        parsed = urllib.parse.urlparse(url)
+        self.host, self.port = parsed.hostname, parsed.port or 80
+        self.conn = None
+
+    def request(self, method, path, body=None):
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        payload = json.dumps(body) if body is not None else None
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            try:
+                self.conn.request(method, path, body=payload, headers=headers)
+                response = self.conn.getresponse()
+                data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return response.status, data
+            except (http.client.HTTPException, ConnectionError):
+                self.close()
+                if attempt == 2 or method != "GET":
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def get(self, path):
+        status, data = self.request("GET", path)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: {status} {data[:200]!r}")
+        return json.loads(data)
+
+
+def _post_worker(args):
+    url, count, tool = args
+    client = Client(url)
+    ids, errors, server_errors = [], 0, 0
+    for _ in range(count):
+        status, data = client.request("POST", "/api/jobs", {"tool_id": tool, "params": {}})
+        if status == 201:
+            ids.append(json.loads(data)["id"])
+        else:
+            errors += 1
+            server_errors += status >= 500
+    return ids, errors, server_errors
+
+
+def submit_burst(url, n, tool, clients):
+    shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+    started = time.monotonic()
+    with multiprocessing.Pool(clients) as pool:
+        results = pool.map(_post_worker, [(url, share, tool) for share in shares])
+    elapsed = time.monotonic() - started
+    ids = [i for r in results for i in r[0]]
+    return ids, elapsed, sum(r[1] for r in results), sum(r[2] for r in results)
+
+
+def submit_paced(url, n, tool, rate):
+    client = Client(url)
+    ids, errors, server_errors = [], 0, 0
+    started = time.monotonic()
+    for k in range(n):
+        delay = started + k / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        status, data = client.request("POST", "/api/jobs", {"tool_id": tool, "params": {}})
+        if status == 201:
+            ids.append(json.loads(data)["id"])
+        else:
+            errors += 1
+            server_errors += status >= 500
+    return ids, errors, server_errors
+
+
+def active_count(client):
+    return sum(client.get(f"/api/jobs?state={s}&limit=1")["total"]
+               for s in ("new", "queued", "running", "deleting"))
+
+
+def wait_quiet(client, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if active_count(client) == 0:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def fetch_jobs(client, ids):
+    wanted, found = set(ids), {}
+    offset = 0
+    while len(found) < len(wanted):
+        page = client.get(f"/api/jobs?limit=1000&offset={offset}")
+        if not page["jobs"]:
+            break
+        for job in page["jobs"]:
+            if job["id"] in wanted:
+                found[job["id"]] = job
+        if page["jobs"][-1]["id"] < min(wanted):
+            break
+        offset += 1000
+    return found
+
+
+def ts(value):
+    return datetime.fromisoformat(value.rstrip("Z")).timestamp() if value else None
+
+
+def percentile(values, q):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def latencies(jobs):
+    to_running = [ts(j["start_time"]) - ts(j["create_time"]) for j in jobs if j["start_time"]]
+    to_finish = [ts(j["end_time"]) - ts(j["create_time"]) for j in jobs if j["end_time"]]
+    return to_running, to_finish
+
+
+def report_latency(label, jobs):
+    to_running, to_finish = latencies(jobs)
+    print(f"  {label}: submit->running p50 {percentile(to_running, 50) * 1000:7.1f} ms  "
+          f"p99 {percentile(to_running, 99) * 1000:7.1f} ms | submit->finished "
+          f"p50 {percentile(to_finish, 50) * 1000:7.1f} ms  p99 {percentile(to_finish, 99) * 1000:7.1f} ms")
+
+
+def check_outcome(label, ids, jobs):
+    states = {}
+    for job_id in ids:
+        state = jobs[job_id]["state"] if job_id in jobs else "missing"
+        states[state] = states.get(state, 0) + 1
+    lost = len(ids) - states.get("ok", 0)
+    print(f"  {label}: states {states}; not ok (lost, stuck or failed): {lost}")
+    return lost
+
+
+def _floor_loop(scripts):
+    for script in scripts:
+        pid = os.posix_spawn("/bin/bash", ["/bin/bash", script], os.environ, setsid=True)
+        os.waitpid(pid, 0)
+    return len(scripts)
+
+
+def floor(n, loops):
+    """The same job scripts, launched with no server: the most the machine can do."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SimpleNamespace(new_file_path=os.path.join(tmp, "tmp"), environment_setup_file="")
+        scripts = []
+        for i in range(n):
+            files = JobFiles(os.path.join(tmp, f"{i // 1000:03d}", str(i)))
+            job = {"id": i, "tool_id": "noop", "tool_version": "1.0.0", "command_line": "true"}
+            scripts.append(files.write_script(job, None, config))
+        started = time.monotonic()
+        if loops == 1:
+            _floor_loop(scripts)
+        else:
+            with multiprocessing.Pool(loops) as pool:
+                pool.map(_floor_loop, [scripts[i::loops] for i in range(loops)])
+        return n / (time.monotonic() - started)
+
+
+def handler_stats(client):
+    handlers = client.get("/api/handlers")["handlers"]
+    failed = sum(h.get("messages_failed") or 0 for h in handlers)
+    rss = {}
+    for h in handlers:
+        try:
+            with open(f"/proc/{h['pid']}/status") as fh:
+                rss[h["name"]] = next(int(line.split()[1]) // 1024 for line in fh if line.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            pass
+    return failed, rss
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("-n", type=int, default=2000, help="jobs in the full-load run")
+    parser.add_argument("--post-n", type=int, default=1000, help="requests in the POST rate run")
+    parser.add_argument("--paced-n", type=int, default=1000, help="jobs in the paced run")
+    parser.add_argument("--rate", type=float, default=100.0, help="paced submissions per second")
+    parser.add_argument("--clients", type=int, default=4, help="client processes at full load")
+    parser.add_argument("--tool", default="noop")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+    if urllib.parse.urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        sys.exit("bench: loopback addresses only")
+    client = Client(args.url)
+    if not wait_quiet(client, 60):
+        sys.exit("bench: the server still has active jobs after 60 s; run on a quiet server")
+    failed_before, _ = handler_stats(client)
+    print(f"Muleteer benchmark against {args.url} ({os.cpu_count()} cores), tool {args.tool}")
+    total_lost = total_5xx = 0
+
+    ids, elapsed, errors, server_errors = submit_burst(args.url, args.post_n, args.tool, args.clients)
+    print(f"1. POST /api/jobs: {len(ids)} accepted in {elapsed:.2f} s = {len(ids) / elapsed:.0f} req/s "
+          f"({args.clients} client processes; {errors} refused, {server_errors} 5xx)")
+    wait_quiet(client, args.timeout)
+    total_lost += check_outcome("those jobs", ids, fetch_jobs(client, ids))
+    total_5xx += server_errors
+
+    ids, elapsed, errors, server_errors = submit_burst(args.url, args.n, args.tool, args.clients)
+    if not wait_quiet(client, args.timeout):
+        print(f"  jobs still active after {args.timeout} s")
+    jobs = fetch_jobs(client, ids)
+    ends = [ts(j["end_time"]) for j in jobs.values() if j["end_time"]]
+    starts = [ts(j["create_time"]) for j in jobs.values()]
+    e2e = len(ends) / (max(ends) - min(starts)) if ends else 0.0
+    print(f"2. Full load, {args.n} jobs: end to end {e2e:.0f} jobs/s "
+          f"(submitting alone took {elapsed:.2f} s; {server_errors} 5xx)")
+    report_latency("full load", list(jobs.values()))
+    total_lost += check_outcome("full load", ids, jobs)
+    total_5xx += server_errors
+
+    ids, errors, server_errors = submit_paced(args.url, args.paced_n, args.tool, args.rate)
+    wait_quiet(client, args.timeout)
+    jobs = fetch_jobs(client, ids)
+    print(f"3. Paced at {args.rate:.0f} jobs/s, {args.paced_n} jobs:")
+    report_latency("paced", list(jobs.values()))
+    total_lost += check_outcome("paced", ids, jobs)
+    total_5xx += server_errors
+
+    one = floor(args.n, 1)
+    per_core = floor(args.n, os.cpu_count() or 1)
+    print(f"4. Floor (same job scripts, plain Python loop, no server): {one:.0f} jobs/s with one loop, "
+          f"{per_core:.0f} jobs/s with {os.cpu_count()} loops")
+    print(f"   end to end / floor: {e2e / one:.0%} of one loop, {e2e / per_core:.0%} of one loop per core "
+          f"(target: at least 40%)")
+
+    failed_after, rss = handler_stats(client)
+    print(f"5. Not ok: {total_lost} (must be 0); 5xx: {total_5xx} (must be 0); "
+          f"mule messages that could not be sent (swept instead): {failed_after - failed_before}")
+    print("   RSS MB: " + ", ".join(f"{name} {mb}" for name, mb in sorted(rss.items())))
+    return 1 if total_lost or total_5xx else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Start a real uWSGI Muleteer server for a test, from a generated galaxy.yml.
+
+Everything the server writes (database, job directories, pid file, log) lives in
+one temporary directory; it listens on a free port of 127.0.0.1; it is stopped by
+the pid it wrote, and its process group is killed if it does not stop in time.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import requests
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+UWSGI = os.path.join(REPO, ".venv", "bin", "uwsgi")
+
+DEFAULT_JOB_CONF = """<?xml version="1.0"?>
+<job_conf>
+    <plugins workers="4">
+        <plugin id="local" type="runner" load="galaxy.jobs.runners.local:LocalJobRunner"/>
+    </plugins>
+    <destinations default="local">
+        <destination id="local" runner="local"/>
+    </destinations>
+    <tools>
+        <tool id="checksum" handler="main.job-handlers.2"/>
+        <tool id="word_count" handler="main.web.1"/>
+    </tools>
+</job_conf>
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class UwsgiServer:
+    def __init__(self, directory: str, *, job_conf: str = DEFAULT_JOB_CONF, mules: int = 3,
+                 processes: int = 2, galaxy: dict | None = None, uwsgi: dict | None = None):
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_file = os.path.join(directory, "galaxy.yml")
+        self.pidfile = os.path.join(directory, "uwsgi.pid")
+        self.logfile = os.path.join(directory, "uwsgi.log")
+        self.process = None
+        with open(os.path.join(directory, "job_conf.xml"), "w") as fh:
+            fh.write(job_conf)
+        self.write_config(mules, processes, galaxy or {}, uwsgi or {})
+
+    def write_config(self, mules, processes, galaxy, uwsgi):
+        mule_ids = ",".join(str(i) for i in range(1, mules + 1))
+        lines = ["uwsgi:", f"  module: app.wsgi:application", f"  pythonpath: {REPO}",
+                 "  need-app: true", "  master: true", f"  processes: {processes}", "  threads: 4",
+                 "  enable-threads: true", f"  http: 127.0.0.1:{self.port}", "  http-keepalive: 1",
+                 "  http-auto-chunked: true",
+                 "  mule-msg-size: 65536", f"  pidfile: {self.pidfile}", "  die-on-term: true",
+                 "  hook-master-start: unix_signal:2 gracefully_kill_them_all",
+                 "  hook-master-start: unix_signal:15 gracefully_kill_them_all",
+                 "  py-call-osafterfork: true", "  listen: 1024", "  disable-logging: true"]
+        lines += [f"  mule: {REPO}/mules/handler.py"] * mules
+        if mules:
+            lines.append(f"  farm: job-handlers:{mule_ids}")
+        lines += [f"  {k}: {v}" for k, v in uwsgi.items()]
+        settings = {"database_connection": "sqlite:///database/universe.sqlite",
+                    "job_config_file": "job_conf.xml", "tool_path": os.path.join(REPO, "tools"),
+                    "job_working_directory": "database/jobs", "new_file_path": "database/tmp",
+                    "log_level": "INFO", **galaxy}
+        lines += ["", "galaxy:"] + [f"  {k}: {v}" for k, v in settings.items()]
+        with open(self.config_file, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 60.0) -> "UwsgiServer":
+        env = dict(os.environ, MULETEER_CONFIG=self.config_file)
+        log = open(self.logfile, "ab")
+        self.process = subprocess.Popen([UWSGI, "--yaml", self.config_file], cwd=self.directory,
+                                        stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uWSGI exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(self.url + "/api/handlers", timeout=2).ok and self._handlers_up():
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"uWSGI did not answer within {timeout} s:\n{self.log_tail()}")
+
+    def _handlers_up(self) -> bool:
+        names = {h["name"] for h in requests.get(self.url + "/api/handlers", timeout=2).json()["handlers"]}
+        return all(f"main.job-handlers.{i}" in names for i in range(1, self.mules + 1))
+
+    @property
+    def mules(self) -> int:
+        with open(self.config_file) as fh:
+            return sum(1 for line in fh if line.strip().startswith("mule:"))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Anything left of the server's own process group (not the jobs: they run in
+        # sessions of their own, by design).
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        self.process = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            with open(self.logfile, errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    # -- HTTP helpers -----------------------------------------------------------------
+    def submit(self, tool_id: str, **params) -> dict:
+        response = requests.post(self.url + "/api/jobs", json={"tool_id": tool_id, "params": params},
+                                 timeout=30)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def job(self, job_id: int) -> dict:
+        return requests.get(f"{self.url}/api/jobs/{job_id}", timeout=30).json()
+
+    def wait(self, job_id: int, states=("ok", "error", "deleted"), timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["state"] in states:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s: {job}\n"
+                                     f"{self.log_tail()}")
+            time.sleep(0.1)
