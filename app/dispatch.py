@@ -16,7 +16,7 @@ import random
 import threading
 
 from app import uwsgi_env
-from app.job_conf import mule_number, web_number
+from app.job_conf import JobConfError, mule_number, web_number
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ class Dispatcher:
         self.farms = uwsgi_env.farms()
         self.mules = uwsgi_env.mule_ids()
         self._next = {farm: random.randrange(len(m)) for farm, m in self.farms.items() if m}
+        if uwsgi_env.running():
+            self._check_handler_ids()
         self.local_inbox = None  # this web worker's own handler, once started
         self.local_name = None
         self._lock = threading.Lock()
@@ -42,6 +44,21 @@ class Dispatcher:
             return uwsgi_env.FARM
         # All-in-one: the web worker that takes the job handles it.
         return f"main.web.{uwsgi_env.worker_id() or 1}"
+
+    def _check_handler_ids(self) -> None:
+        """A job sent to a mule or web worker that does not exist would wait forever:
+        refuse to start instead (uWSGI's mule_msg does not check mule ids)."""
+        workers = int((uwsgi_env.option("processes") or ["1"])[0])
+        refs = [(f"tool {t.id}", t.handler) for t in self.job_conf.tools.values() if t.handler]
+        refs.append(("<handlers default>", self.job_conf.default_handler))
+        for where, ref in refs:
+            mule, web = mule_number(ref or ""), web_number(ref or "")
+            if mule is not None and mule not in self.mules:
+                raise JobConfError(f"{self.job_conf.path}: {where} is sent to {ref}, but uWSGI runs "
+                                   f"mules {sorted(self.mules) or 'none'} (galaxy.yml mule:/farm:)")
+            if web is not None and not 1 <= web <= workers:
+                raise JobConfError(f"{self.job_conf.path}: {where} is sent to {ref}, but uWSGI runs "
+                                   f"web workers 1..{workers} (galaxy.yml processes:)")
 
     def _next_mule(self, farm: str) -> int:
         # Not uwsgi.mule_msg(id, farm): see uwsgi_env.get_message for why.

@@ -1,12 +1,14 @@
 """The job server core against a real uWSGI with real mules, over HTTP."""
 import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from app.store import JobStore
-from tests.support.uwsgi_server import UwsgiServer
+from tests.support.uwsgi_server import DEFAULT_JOB_CONF, UwsgiServer
 
 
 def test_200_concurrent_jobs_all_end_ok_with_their_stdout(server):
@@ -184,3 +186,62 @@ def test_a_job_running_across_a_server_restart_finishes(tmp_path):
         assert requests.get(f"{srv.url}/api/jobs/{job['id']}/stdout").text == "sleeping 3 s\ndone\n"
     finally:
         srv.stop()
+
+
+def test_a_full_mule_queue_loses_nothing_and_gives_no_5xx(tmp_path):
+    """Mule 2 is stopped (SIGSTOP) while its tool is flooded: the sends that find its
+    queue full fail, the clients still get 201, and every job runs once it wakes up."""
+    srv = UwsgiServer(str(tmp_path)).start()
+    try:
+        handlers = requests.get(f"{srv.url}/api/handlers").json()["handlers"]
+        mule2 = next(h["pid"] for h in handlers if h["name"] == "main.job-handlers.2")
+        os.kill(mule2, signal.SIGSTOP)
+        try:
+            session = requests.Session()
+            ids = []
+            for i in range(1500):
+                response = session.post(f"{srv.url}/api/jobs", timeout=30,
+                                        json={"tool_id": "checksum", "params": {"text": str(i)}})
+                assert response.status_code == 201, response.text
+                ids.append(response.json()["id"])
+            deadline = time.monotonic() + 10
+            failed = 0
+            while time.monotonic() < deadline and not failed:
+                failed = sum(h["messages_failed"] or 0 for h in
+                             requests.get(f"{srv.url}/api/handlers").json()["handlers"])
+                time.sleep(0.5)
+            assert failed > 0, "the queue never filled: this test proved nothing"
+        finally:
+            os.kill(mule2, signal.SIGCONT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if requests.get(f"{srv.url}/api/jobs", params={"state": "ok", "tool_id": "checksum",
+                                                          "limit": 1}).json()["total"] == len(ids):
+                break
+            time.sleep(0.5)
+        states = {}
+        for job_id in ids[::50] + ids[-5:]:
+            job = srv.job(job_id)
+            states[job["state"]] = states.get(job["state"], 0) + 1
+            assert job["handler"] == "main.job-handlers.2"
+        assert set(states) == {"ok"}, states
+    finally:
+        srv.stop()
+
+
+def test_a_bad_job_conf_stops_start_up_naming_file_and_line(tmp_path):
+    bad = DEFAULT_JOB_CONF.replace('<destination id="local" runner="local"/>',
+                                   '<destination id="local" runner="condor"/>')
+    srv = UwsgiServer(str(tmp_path), job_conf=bad)
+    with pytest.raises(RuntimeError) as failure:
+        srv.start(timeout=30)
+    message = str(failure.value)
+    assert "job_conf.xml, line 7" in message and "condor" in message
+
+
+def test_a_tool_sent_to_a_mule_that_does_not_exist_stops_start_up(tmp_path):
+    conf = DEFAULT_JOB_CONF.replace("main.job-handlers.2", "main.job-handlers.9")
+    srv = UwsgiServer(str(tmp_path), job_conf=conf)
+    with pytest.raises(RuntimeError) as failure:
+        srv.start(timeout=30)
+    assert "main.job-handlers.9" in str(failure.value) and "mules [1, 2, 3]" in str(failure.value)
