@@ -1,0 +1,236 @@
+"""What the cluster runners (slurm, pbs, drmaa) share: submit with retries, watch in batches.
+
+A cluster runner only says how to submit a job script, how to ask the scheduler about
+many jobs at once, and how to kill one. This module does the rest, the same way for all:
+
+- `workers` threads submit job scripts. A scheduler that is down (SchedulerError with
+  transient=True) leaves the job queued with the reason in its info and is retried with
+  exponential backoff, up to `submit_retries` times, then the job ends `error` saying so.
+  A refusal (a bad native specification) ends the job `error` at once with the
+  scheduler's own message.
+- One monitor thread asks the scheduler about ALL watched jobs in one call per
+  job_runner_monitor_sleep (Galaxy's DRMAA runner asks once per job per second, which is
+  what overloads schedulers), and moves jobs queued -> running -> finished.
+- A finished job's result comes from the exit-code file the job script wrote; the
+  scheduler's view explains a job that has none (walltime, memory, cancelled, node lost).
+- A restarted handler re-attaches to its jobs by external id; it never resubmits them.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+from app import models
+from mules.runners.base import BaseRunner
+
+log = logging.getLogger(__name__)
+
+# Scheduler-neutral job states a runner's statuses() reports.
+PENDING, ACTIVE, FINISHED = "pending", "running", "finished"
+
+
+class SchedulerError(Exception):
+    """The scheduler said no (transient=False) or could not be reached (transient=True)."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass
+class Status:
+    state: str  # PENDING | ACTIVE | FINISHED
+    detail: str = ""  # the scheduler's own words, e.g. "TIMEOUT (TimeLimit)"
+    reason: str | None = None  # walltime_reached | memory_limit_reached | cancelled | None
+
+
+class ClusterRunner(BaseRunner):
+    name = "cluster"
+
+    def __init__(self, ctx, plugin, handler_name):
+        super().__init__(ctx, plugin, handler_name)
+        params = plugin.params
+        self.submit_retries = int(params.get("submit_retries", 5))
+        self.retry_delay = float(params.get("submit_retry_delay", 2.0))
+        self.vanished_after = int(params.get("vanished_after_checks", 3))
+        self.status_calls = 0
+        self._watched: dict[int, dict] = {}  # job id -> job (with external_id)
+        self._misses: dict[int, int] = {}
+        self._attempts: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue()
+        self._threads = [threading.Thread(target=self._work, name=f"{self.name}-{i}", daemon=True)
+                         for i in range(plugin.workers)]
+        self._threads.append(threading.Thread(target=self._monitor, name=f"{self.name}-monitor",
+                                              daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    # -- what a cluster runner implements -------------------------------------------------
+    def submit_script(self, job: dict, files, destination) -> str:
+        """Submit files' job script; return the scheduler's job id."""
+        raise NotImplementedError
+
+    def statuses(self, external_ids: list[str]) -> dict[str, Status]:
+        """The state of many jobs in ONE scheduler call; ids it no longer knows are left out."""
+        raise NotImplementedError
+
+    def kill(self, external_id: str) -> None:
+        raise NotImplementedError
+
+    # -- BaseRunner ---------------------------------------------------------------------
+    def submit(self, job, destination):
+        self._queue.put((self._submit, job, destination))
+
+    def cancel(self, job):
+        with self._lock:
+            watched = self._watched.pop(job["id"], None)
+        external_id = (watched or job).get("external_id")
+        if external_id:
+            try:
+                self.kill(external_id)
+            except SchedulerError as exc:
+                log.warning("job %s: %s could not kill %s: %s", job["id"], self.name, external_id, exc)
+        # Not yet submitted: the submit worker sees the cancel and does not submit it.
+        self.end(job, models.DELETED, f"cancelled; removed from {self.name}" if external_id
+                 else "cancelled before it was submitted")
+
+    def recover(self, job, destination):
+        if job.get("external_id"):
+            log.info("job %s: re-attached to %s job %s", job["id"], self.name, job["external_id"])
+            self._watch(job)
+        else:
+            self.submit(job, destination)
+
+    def shutdown(self):
+        self._stop.set()
+        for _ in self._threads:
+            self._queue.put(None)
+
+    # -- submission ---------------------------------------------------------------------
+    def _work(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, job, *args = item
+            try:
+                fn(job, *args)
+            except Exception as exc:  # one job's failure never stops the runner
+                log.exception("job %s: %s runner failed", job["id"], self.name)
+                self.end(job, models.ERROR, f"{self.name} runner error: {exc}")
+
+    def _submit(self, job, destination):
+        current = self.store.get_job(job["id"])
+        if current is None or current["state"] != models.QUEUED:
+            return  # cancelled (or taken care of) while it waited
+        files = self.prepare(job, destination)
+        try:
+            external_id = self.submit_script(job, files, destination)
+        except SchedulerError as exc:
+            self._submit_failed(job, destination, exc)
+            return
+        self._attempts.pop(job["id"], None)
+        self.store.update_job(job["id"], external_id=external_id,
+                              info=f"submitted to {self.name} as {external_id}")
+        job["external_id"] = external_id
+        log.info("job %s submitted: handler=%s destination=%s runner=%s external_id=%s",
+                 job["id"], self.handler_name, job["destination_id"], self.name, external_id)
+        if self.store.get_job(job["id"])["state"] == models.DELETING:
+            self.cancel(job)  # cancelled while we were submitting it
+            return
+        self._watch(job)
+
+    def _submit_failed(self, job, destination, exc: SchedulerError):
+        attempt = self._attempts.get(job["id"], 0) + 1
+        if not exc.transient:
+            self._attempts.pop(job["id"], None)
+            self.end(job, models.ERROR, f"{self.name} refused the job: {exc}")
+            return
+        if attempt > self.submit_retries:
+            self._attempts.pop(job["id"], None)
+            self.end(job, models.ERROR, f"gave up after {self.submit_retries} retries: "
+                                        f"{self.name} unavailable: {exc}")
+            return
+        self._attempts[job["id"]] = attempt
+        delay = min(self.retry_delay * 2 ** (attempt - 1), 300.0)
+        info = (f"{self.name} unavailable: {exc}; retry {attempt} of {self.submit_retries} "
+                f"in {delay:.0f} s")
+        log.warning("job %s: %s", job["id"], info)
+        self.store.update_job(job["id"], info=info)
+        timer = threading.Timer(delay, self.submit, (job, destination))
+        timer.daemon = True
+        timer.start()
+
+    # -- monitoring ---------------------------------------------------------------------
+    def _watch(self, job):
+        with self._lock:
+            self._watched[job["id"]] = job
+
+    def _monitor(self):
+        interval = self.ctx.config.job_runner_monitor_sleep
+        while not self._stop.wait(interval):
+            try:
+                self.check_all()
+            except Exception:
+                log.exception("%s monitor failed", self.name)
+
+    def check_all(self) -> None:
+        """One scheduler call for every watched job, then act on what changed."""
+        with self._lock:
+            jobs = list(self._watched.values())
+        if not jobs:
+            return
+        try:
+            self.status_calls += 1
+            found = self.statuses([j["external_id"] for j in jobs])
+        except SchedulerError as exc:
+            log.warning("%s status check failed (will retry): %s", self.name, exc)
+            return
+        for job in jobs:
+            status = found.get(job["external_id"])
+            if status is None:
+                self._missing(job)
+            elif status.state == ACTIVE and job["state"] == models.QUEUED:
+                if self.mark_running(job, job["external_id"]):
+                    job["state"] = models.RUNNING
+            elif status.state == FINISHED:
+                self._done(job, status)
+
+    def _missing(self, job):
+        """The scheduler no longer knows the job (it finished long ago, or was lost)."""
+        misses = self._misses.get(job["id"], 0) + 1
+        self._misses[job["id"]] = misses
+        if self.files(job).exit_code() is not None or misses >= self.vanished_after:
+            self._done(job, Status(FINISHED, "no longer known to the scheduler"))
+
+    def _done(self, job, status: Status):
+        with self._lock:
+            if self._watched.pop(job["id"], None) is None:
+                return
+        self._misses.pop(job["id"], None)
+        self._queue.put((self._finish, job, status))
+
+    def _finish(self, job, status: Status):
+        files = self.files(job)
+        if job["state"] == models.QUEUED:
+            self.mark_running(job, job["external_id"])  # it ran between two checks
+        code = files.exit_code(wait=0 if status.reason else self.ctx.config.exit_code_file_wait)
+        if code is None and status.reason:
+            explained = {"walltime_reached": "walltime reached",
+                         "memory_limit_reached": "memory limit reached",
+                         "cancelled": "cancelled outside Muleteer"}[status.reason]
+            self.end(job, models.ERROR, f"{explained} ({self.name}: {status.detail})")
+            return
+        row = self.finish(job, files, wait=0)
+        if row and status.detail and row["state"] == models.ERROR and code is None:
+            self.store.update_job(job["id"], info=f"{row['info']} ({self.name}: {status.detail})")
+
+    # -- helpers for subclasses -----------------------------------------------------------
+    def watched_count(self) -> int:
+        with self._lock:
+            return len(self._watched)
+

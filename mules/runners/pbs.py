@@ -1,0 +1,94 @@
+"""The pbs runner: TORQUE/PBS command line, qsub / one qstat per interval / qdel.
+
+Destination params, as Galaxy's PBS runner names them: `Resource_List` (qsub -l, e.g.
+`nodes=1:ppn=1,walltime=00:10:00`), `queue` (or `destination`), `server`, any param
+whose id starts with `-` (passed to qsub as that option), and `nativeSpecification`
+(extra qsub arguments; the legacy URL `pbs://server/queue/options/` fills it).
+Plugin params: `bin_dir`, where qsub/qstat/qdel are. Sites often have several clients
+installed (Grid Engine's qsub is not TORQUE's), so this is a setting, not PATH.
+qstat -f carries no exit status on every PBS flavour (Slurm's wrappers have none): the
+exit code always comes from the job script's exit-code file.
+"""
+from __future__ import annotations
+
+import shlex
+
+from mules.job_files import SCRIPT
+from mules.runners import cli
+from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
+
+# PBS job states: Queued, Held, Waiting, Transit, Running, Exiting, Completed, Suspended.
+_STATES = {"Q": PENDING, "H": PENDING, "W": PENDING, "T": PENDING, "S": PENDING,
+           "R": ACTIVE, "E": ACTIVE, "C": FINISHED, "F": FINISHED}
+QSTAT_UNKNOWN_JOB = 153
+
+
+def parse_qstat(text: str) -> dict[str, Status]:
+    """Plain `qstat ID...` output (a table) as {job id: Status}."""
+    found = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[0] in ("Job", "Job id") or set(fields[0]) <= {"-"}:
+            continue
+        job_id, state = fields[0], fields[-2]
+        if state in _STATES:
+            found[job_id] = Status(_STATES[state], f"state {state}")
+            short = job_id.split(".")[0]
+            found.setdefault(short, found[job_id])  # `33.server` also answers to `33`
+    return found
+
+
+def parse_qsub(text: str) -> str:
+    job_id = text.strip().splitlines()[-1].strip() if text.strip() else ""
+    if not job_id or not job_id.split(".")[0].isdigit():
+        raise SchedulerError(f"qsub printed {text.strip()!r}, not a job id")
+    return job_id
+
+
+def qsub_options(params: dict) -> list[str]:
+    options = []
+    queue = params.get("queue") or params.get("destination")
+    if queue:
+        server = params.get("server")
+        options += ["-q", f"{queue}@{server}" if server and "@" not in queue else queue]
+    if params.get("Resource_List"):
+        options += ["-l", params["Resource_List"]]
+    for key, value in params.items():
+        if key.startswith("-"):
+            options += [key] + ([value] if value else [])
+    return options + shlex.split(params.get("nativeSpecification", ""))
+
+
+class PbsRunner(ClusterRunner):
+    name = "pbs"
+
+    def __init__(self, ctx, plugin, handler_name):
+        self.bin_dir = plugin.params.get("bin_dir", "")
+        super().__init__(ctx, plugin, handler_name)
+
+    def submit_script(self, job, files, destination):
+        # No workdir option (-d in TORQUE, -wd in Slurm's wrapper): the job script cds itself.
+        argv = [cli.command(self.bin_dir, "qsub"), "-N", f"muleteer-{job['id']}",
+                "-o", files.path("scheduler.out"),
+                "-e", files.path("scheduler.err"), *qsub_options(destination.params),
+                files.path(SCRIPT)]
+        result = cli.run(argv)
+        if result.returncode != 0:
+            raise cli.failure(result, argv)
+        return parse_qsub(result.stdout)
+
+    def statuses(self, external_ids):
+        argv = [cli.command(self.bin_dir, "qstat"), *external_ids]
+        result = cli.run(argv)
+        if result.returncode == QSTAT_UNKNOWN_JOB and not result.stdout.strip():
+            return {}  # none of them is known any more
+        if result.returncode not in (0, QSTAT_UNKNOWN_JOB):
+            raise cli.failure(result, argv)
+        return parse_qstat(result.stdout)
+
+    def kill(self, external_id):
+        argv = [cli.command(self.bin_dir, "qdel"), external_id]
+        result = cli.run(argv)
+        # qdel exits 1 for a job that already finished or is unknown: nothing left to kill.
+        if result.returncode not in (0, 1):
+            raise cli.failure(result, argv)

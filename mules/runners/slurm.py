@@ -1,0 +1,83 @@
+"""The slurm runner: sbatch to submit, one squeue per interval for all jobs, scancel.
+
+Destination params: `nativeSpecification` (sbatch options, e.g. `-p debug -c 2 --mem=512`).
+Plugin params: `bin_dir` (where sbatch/squeue/scancel are; default: PATH), and the
+cluster-runner params (submit_retries, submit_retry_delay). The scheduler's state is a
+cross-check: the exit code comes from the job script's exit-code file.
+"""
+from __future__ import annotations
+
+import shlex
+
+from mules.job_files import SCRIPT
+from mules.runners import cli
+from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
+
+_PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING",
+            "SUSPENDED", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+_ACTIVE = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
+_REASONS = {"TIMEOUT": "walltime_reached", "DEADLINE": "walltime_reached",
+            "OUT_OF_MEMORY": "memory_limit_reached", "CANCELLED": "cancelled"}
+SQUEUE_FORMAT = "%i|%T|%r"
+
+
+def parse_squeue(text: str) -> dict[str, Status]:
+    """`squeue -h -t all -o '%i|%T|%r'` output as {job id: Status}."""
+    found = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or not parts[0]:
+            continue
+        job_id, state = parts[0], parts[1].upper()
+        reason = parts[2] if len(parts) > 2 else ""
+        detail = state if reason in ("", "None") else f"{state} ({reason})"
+        if state in _PENDING:
+            found[job_id] = Status(PENDING, detail)
+        elif state in _ACTIVE:
+            found[job_id] = Status(ACTIVE, detail)
+        else:  # COMPLETED, FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, ...
+            found[job_id] = Status(FINISHED, detail, _REASONS.get(state))
+    return found
+
+
+def parse_sbatch(text: str) -> str:
+    """`sbatch --parsable` prints `id` or `id;cluster`."""
+    job_id = text.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise SchedulerError(f"sbatch printed {text.strip()!r}, not a job id")
+    return job_id
+
+
+class SlurmRunner(ClusterRunner):
+    name = "slurm"
+
+    def __init__(self, ctx, plugin, handler_name):
+        self.bin_dir = plugin.params.get("bin_dir", "")
+        super().__init__(ctx, plugin, handler_name)
+
+    def submit_script(self, job, files, destination):
+        native = shlex.split(destination.params.get("nativeSpecification", ""))
+        argv = [cli.command(self.bin_dir, "sbatch"), "--parsable", "-J", f"muleteer-{job['id']}",
+                "-D", files.directory, "-o", files.path("scheduler.out"),
+                "-e", files.path("scheduler.err"), *native, files.path(SCRIPT)]
+        result = cli.run(argv)
+        if result.returncode != 0:
+            raise cli.failure(result, argv)
+        return parse_sbatch(result.stdout)
+
+    def statuses(self, external_ids):
+        argv = [cli.command(self.bin_dir, "squeue"), "-h", "-t", "all", "-o", SQUEUE_FORMAT,
+                "-j", ",".join(external_ids)]
+        result = cli.run(argv)
+        if result.returncode != 0:
+            if "invalid job id" in result.stderr.lower():
+                return {}  # none of them is known any more
+            raise cli.failure(result, argv)
+        return parse_squeue(result.stdout)
+
+    def kill(self, external_id):
+        argv = [cli.command(self.bin_dir, "scancel"), external_id]
+        result = cli.run(argv)
+        if result.returncode != 0 and "already completing or completed" not in result.stderr \
+                and "invalid job id" not in result.stderr.lower():
+            raise cli.failure(result, argv)

@@ -1,0 +1,107 @@
+"""The cluster runners against the real single-node clusters (scripts/cluster/up),
+through the HTTP API of a real uWSGI server: one server per runner."""
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.support.clusters import require_cluster
+from tests.support.uwsgi_server import UwsgiServer
+
+TORQUE_BIN = os.environ.get("MULETEER_TORQUE_BIN", "/opt/muleteer-cluster/torque/bin")
+
+JOB_CONFS = {
+    "slurm": """<job_conf>
+    <plugins><plugin id="slurm" type="runner" load="galaxy.jobs.runners.slurm:SlurmJobRunner" workers="2"/></plugins>
+    <destinations default="slurm_small">
+        <destination id="slurm_small" runner="slurm"><param id="nativeSpecification">-p debug -c 1 --mem=100</param></destination>
+        <destination id="slurm_bad" runner="slurm"><param id="nativeSpecification">-p nosuchpartition</param></destination>
+    </destinations>
+    <tools><tool id="noop" destination="slurm_bad"/></tools>
+</job_conf>""",
+    "pbs": f"""<job_conf>
+    <plugins><plugin id="pbs" type="runner" load="galaxy.jobs.runners.pbs:PBSJobRunner" workers="2">
+        <param id="bin_dir">{TORQUE_BIN}</param></plugin></plugins>
+    <destinations default="torque">
+        <destination id="torque" runner="pbs"><param id="Resource_List">nodes=1:ppn=1,walltime=00:10:00</param></destination>
+        <destination id="torque_legacy" url="pbs:///debug/-l nodes=1:ppn=1/"/>
+        <destination id="torque_bad" runner="pbs"><param id="queue">nosuchqueue</param></destination>
+    </destinations>
+    <tools><tool id="noop" destination="torque_bad"/><tool id="cat_lines" destination="torque_legacy"/></tools>
+</job_conf>""",
+}
+
+
+@pytest.fixture(scope="module", params=sorted(JOB_CONFS))
+def cluster_server(request, tmp_path_factory):
+    runner = request.param
+    require_cluster(runner)
+    srv = UwsgiServer(str(tmp_path_factory.mktemp(runner)), job_conf=JOB_CONFS[runner], mules=2,
+                      galaxy={"job_runner_monitor_sleep": 0.5})
+    srv.runner = runner
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def stdout(srv, job_id):
+    return requests.get(f"{srv.url}/api/jobs/{job_id}/stdout", timeout=10).text
+
+
+def test_a_job_ends_ok_with_its_stdout(cluster_server):
+    srv = cluster_server
+    job = srv.wait(srv.submit("cat_lines", text="on the cluster", times=2)["id"], timeout=90)
+    assert job["state"] == "ok", job
+    assert job["exit_code"] == 0 and job["runner"] == srv.runner
+    assert job["external_id"]
+    assert stdout(srv, job["id"]) == "on the cluster\non the cluster\n"
+    assert [h["state"] for h in job["history"]] == ["new", "queued", "running", "ok"]
+
+
+def test_a_failing_job_ends_error_with_its_exit_code(cluster_server):
+    srv = cluster_server
+    job = srv.wait(srv.submit("fail", exit_code=3)["id"], timeout=90)
+    assert job["state"] == "error", job
+    assert job["exit_code"] == 3
+    assert "exit code 3" in job["info"]
+
+
+def test_a_cancelled_running_job_ends_deleted_and_leaves_the_scheduler(cluster_server):
+    srv = cluster_server
+    job = srv.submit("sleep", seconds=600)
+    running = srv.wait(job["id"], states=("running",), timeout=90)
+    assert requests.delete(f"{srv.url}/api/jobs/{job['id']}", timeout=10).status_code == 200
+    assert srv.wait(job["id"], timeout=30)["state"] == "deleted"
+    external_id = running["external_id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = subprocess.run(["squeue", "-h", "-o", "%T", "-j", external_id.split(".")[0]],
+                             capture_output=True, text=True).stdout.strip()
+        if out in ("", "CANCELLED", "COMPLETED", "COMPLETING"):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"{external_id} still {out} on the scheduler")
+
+
+def test_a_bad_native_specification_ends_error_with_the_schedulers_message(cluster_server):
+    srv = cluster_server
+    job = srv.wait(srv.submit("noop")["id"], timeout=60)
+    assert job["state"] == "error", job
+    expected = {"slurm": "invalid partition", "pbs": "nosuchqueue"}[srv.runner]
+    assert expected in job["info"].lower(), job["info"]
+    assert "refused" in job["info"]
+
+
+def test_a_job_survives_a_server_restart_while_it_runs(cluster_server):
+    srv = cluster_server
+    job = srv.submit("sleep", seconds=4)
+    running = srv.wait(job["id"], states=("running",), timeout=90)
+    srv.stop()
+    srv.start()
+    final = srv.wait(job["id"], timeout=90)
+    assert final["state"] == "ok", final
+    assert final["external_id"] == running["external_id"]  # re-attached, not resubmitted
+    assert stdout(srv, job["id"]) == "sleeping 4 s\ndone\n"
