@@ -78,6 +78,7 @@ class PbsRunner(ClusterRunner):
         return parse_qsub(result.stdout)
 
     def statuses(self, external_ids):
+        self.status_calls += 1
         argv = [cli.command(self.bin_dir, "qstat"), *external_ids]
         result = cli.run(argv)
         if result.returncode == QSTAT_UNKNOWN_JOB and not result.stdout.strip():

@@ -66,6 +66,7 @@ class SlurmRunner(ClusterRunner):
         return parse_sbatch(result.stdout)
 
     def statuses(self, external_ids):
+        self.status_calls += 1
         argv = [cli.command(self.bin_dir, "squeue"), "-h", "-t", "all", "-o", SQUEUE_FORMAT,
                 "-j", ",".join(external_ids)]
         result = cli.run(argv)

@@ -31,7 +31,26 @@ JOB_CONFS = {
     </destinations>
     <tools><tool id="noop" destination="torque_bad"/><tool id="cat_lines" destination="torque_legacy"/></tools>
 </job_conf>""",
+    "drmaa": """<job_conf>
+    <plugins><plugin id="drmaa" type="runner" load="galaxy.jobs.runners.drmaa:DRMAAJobRunner" workers="2"/></plugins>
+    <destinations default="sge">
+        <destination id="sge" runner="drmaa"><param id="nativeSpecification">-q all.q</param></destination>
+        <destination id="sge_legacy" url="drmaa://-q all.q/"/>
+        <destination id="sge_bad" runner="drmaa"><param id="nativeSpecification">-q nosuchqueue</param></destination>
+    </destinations>
+    <tools><tool id="noop" destination="sge_bad"/><tool id="cat_lines" destination="sge_legacy"/></tools>
+</job_conf>""",
 }
+
+
+def on_scheduler(runner, external_id):
+    """The job's state on its scheduler, or "" once the scheduler no longer lists it."""
+    if runner == "drmaa":
+        result = subprocess.run(["qstat", "-j", external_id], capture_output=True, text=True)
+        return "listed" if result.returncode == 0 else ""
+    out = subprocess.run(["squeue", "-h", "-o", "%T", "-j", external_id.split(".")[0]],
+                         capture_output=True, text=True).stdout.strip()
+    return "" if out in ("CANCELLED", "COMPLETED", "COMPLETING") else out
 
 
 @pytest.fixture(scope="module", params=sorted(JOB_CONFS))
@@ -77,9 +96,8 @@ def test_a_cancelled_running_job_ends_deleted_and_leaves_the_scheduler(cluster_s
     external_id = running["external_id"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        out = subprocess.run(["squeue", "-h", "-o", "%T", "-j", external_id.split(".")[0]],
-                             capture_output=True, text=True).stdout.strip()
-        if out in ("", "CANCELLED", "COMPLETED", "COMPLETING"):
+        out = on_scheduler(srv.runner, external_id)
+        if not out:
             break
         time.sleep(0.5)
     else:
@@ -90,7 +108,8 @@ def test_a_bad_native_specification_ends_error_with_the_schedulers_message(clust
     srv = cluster_server
     job = srv.wait(srv.submit("noop")["id"], timeout=60)
     assert job["state"] == "error", job
-    expected = {"slurm": "invalid partition", "pbs": "nosuchqueue"}[srv.runner]
+    expected = {"slurm": "invalid partition", "pbs": "nosuchqueue",
+                "drmaa": "unknown queue"}[srv.runner]
     assert expected in job["info"].lower(), job["info"]
     assert "refused" in job["info"]
 

@@ -1,0 +1,159 @@
+"""The drmaa runner: any DRM through its libdrmaa (drmaa-python), one session per process.
+
+Plugin params: `drmaa_library_path` (else the DRMAA_LIBRARY_PATH environment variable).
+Destination params: `nativeSpecification` (e.g. `-q all.q -l h_vmem=1G` for Grid Engine).
+The process must start with GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 for
+Grid Engine's libdrmaa (it loads libjemalloc); run.sh sets it when DRMAA_LIBRARY_PATH is set.
+
+DRMAA 1.0 has no call that reports on many jobs, and asking jobStatus() for every job
+every second is what overloads schedulers (Galaxy's DRMAA runner). So, per interval:
+finished jobs of this session are collected with wait(JOB_IDS_SESSION_ANY, NO_WAIT)
+(one call per finished job, and one that finds none), and jobStatus() is asked only of
+jobs not yet seen running, and of jobs re-attached from an earlier session (wait() cannot
+see those).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+
+from mules.job_files import SCRIPT
+from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
+
+_STATES = {"queued_active": PENDING, "system_on_hold": PENDING, "user_on_hold": PENDING,
+           "user_system_on_hold": PENDING, "running": ACTIVE, "system_suspended": ACTIVE,
+           "user_suspended": ACTIVE, "user_system_suspended": ACTIVE, "done": FINISHED,
+           "failed": FINISHED}
+_TLS_HINT = ("set GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 in the environment "
+             "before the server starts (Grid Engine's libdrmaa needs it)")
+
+
+def load_drmaa(library_path: str | None):
+    if library_path:
+        os.environ["DRMAA_LIBRARY_PATH"] = library_path
+    if not os.environ.get("DRMAA_LIBRARY_PATH"):
+        raise SchedulerError("no DRMAA library: set the drmaa plugin's drmaa_library_path "
+                             "param or DRMAA_LIBRARY_PATH")
+    try:
+        import drmaa
+    except OSError as exc:  # the library is there but cannot be loaded
+        hint = _TLS_HINT if "static TLS" in str(exc) else "check DRMAA_LIBRARY_PATH"
+        raise SchedulerError(f"cannot load {os.environ['DRMAA_LIBRARY_PATH']}: {exc}; {hint}") from None
+    except RuntimeError as exc:
+        raise SchedulerError(f"cannot load the DRMAA library: {exc}") from None
+    return drmaa
+
+
+def describe_exit(info) -> Status:
+    """A JobInfo from wait() as a finished Status."""
+    if info.wasAborted:
+        return Status(FINISHED, "aborted before it ran (deleted or failed to start)", "cancelled")
+    if info.hasSignal:
+        return Status(FINISHED, f"killed by signal {info.terminatedSignal}")
+    return Status(FINISHED, f"exit status {info.exitStatus}")
+
+
+class DrmaaRunner(ClusterRunner):
+    name = "drmaa"
+
+    def __init__(self, ctx, plugin, handler_name):
+        self.drmaa = load_drmaa(plugin.params.get("drmaa_library_path"))
+        self.session = self.drmaa.Session()
+        self.session.initialize()
+        self._drm_lock = threading.Lock()  # one session, used by several threads
+        self._ours: set[str] = set()  # submitted by this session: wait() can reap them
+        self._seen_running: set[str] = set()
+        self._reaped: dict[str, Status] = {}
+        super().__init__(ctx, plugin, handler_name)
+
+    def _call(self, fn, *args):
+        errors = self.drmaa.errors
+        try:
+            with self._drm_lock:
+                return fn(*args)
+        except (errors.DrmCommunicationException, errors.TryLaterException) as exc:
+            raise SchedulerError(str(exc).strip(), transient=True) from None
+        except errors.DrmaaException as exc:
+            raise SchedulerError(str(exc).strip()) from None
+
+    def submit_script(self, job, files, destination):
+        template = self.session.createJobTemplate()
+        try:
+            template.remoteCommand = "/bin/bash"
+            template.args = [files.path(SCRIPT)]
+            template.jobName = f"muleteer-{job['id']}"
+            template.workingDirectory = files.directory
+            # DRMAA paths start with ':' (an empty host name).
+            template.outputPath = ":" + files.path("scheduler.out")
+            template.errorPath = ":" + files.path("scheduler.err")
+            # A DRMAA job does not inherit the environment: give it the handler's PATH.
+            template.jobEnvironment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            native = destination.params.get("nativeSpecification", "")
+            if native:
+                template.nativeSpecification = " ".join(shlex.split(native))
+            external_id = self._call(self.session.runJob, template)
+        finally:
+            self.session.deleteJobTemplate(template)
+        self._ours.add(external_id)
+        return external_id
+
+    def statuses(self, external_ids):
+        found = {}
+        self._reap_finished()
+        for external_id in external_ids:
+            if external_id in self._reaped:
+                found[external_id] = self._reaped.pop(external_id)
+            elif external_id in self._ours and external_id in self._seen_running:
+                found[external_id] = Status(ACTIVE, "running")  # wait() will report its end
+            else:
+                status = self._job_status(external_id)
+                if status is not None:
+                    found[external_id] = status
+        return found
+
+    def _reap_finished(self):
+        """Collect every finished job of this session: one wait() call each, no waiting."""
+        errors, session = self.drmaa.errors, self.drmaa.Session
+        while self._ours:
+            try:
+                with self._drm_lock:
+                    info = self.session.wait(session.JOB_IDS_SESSION_ANY, session.TIMEOUT_NO_WAIT)
+            except (errors.ExitTimeoutException, errors.InvalidJobException):
+                return
+            except errors.DrmaaException as exc:
+                raise SchedulerError(str(exc).strip(), transient=True) from None
+            self.status_calls += 1
+            self._ours.discard(info.jobId)
+            self._seen_running.discard(info.jobId)
+            self._reaped[info.jobId] = describe_exit(info)
+
+    def _job_status(self, external_id) -> Status | None:
+        self.status_calls += 1
+        try:
+            with self._drm_lock:
+                state = self.session.jobStatus(external_id)
+        except self.drmaa.errors.InvalidJobException:
+            return None  # gone: finished and reaped, or unknown
+        except self.drmaa.errors.DrmaaException as exc:
+            raise SchedulerError(str(exc).strip(), transient=True) from None
+        status = Status(_STATES.get(state, PENDING), state)
+        if status.state == ACTIVE:
+            self._seen_running.add(external_id)
+        return status
+
+    def kill(self, external_id):
+        try:
+            with self._drm_lock:
+                self.session.control(external_id, self.drmaa.JobControlAction.TERMINATE)
+        except self.drmaa.errors.InvalidJobException:
+            pass  # already finished
+        except self.drmaa.errors.DrmaaException as exc:
+            raise SchedulerError(str(exc).strip()) from None
+
+    def shutdown(self):
+        super().shutdown()
+        try:
+            self.session.exit()
+        except Exception:
+            pass
