@@ -12,6 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export MULETEER_CONFIG=${MULETEER_CONFIG:-galaxy.yml}
 VENV=${MULETEER_VENV:-.venv}
+# Grid Engine's libdrmaa loads libjemalloc, which needs static TLS that glibc reserves
+# only when told at process start: set it for the drmaa runner.
+if [ -n "${DRMAA_LIBRARY_PATH:-}" ] && [[ "${GLIBC_TUNABLES:-}" != *optional_static_tls* ]]; then
+    export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.rtld.optional_static_tls=16384"
+fi
 LOGFILE=${MULETEER_LOG:-database/uwsgi.log}
 
 # The pid file and address are uWSGI settings: read them from the uwsgi: section.

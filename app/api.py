@@ -102,7 +102,7 @@ def _int_arg(name, default, low, high):
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ApiError(400, f"{raw!r}: expected a whole number from {low} to {high}", name)
     return int(raw)
 

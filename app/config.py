@@ -7,6 +7,7 @@ Relative paths are resolved against the directory that holds galaxy.yml.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 
@@ -32,6 +33,7 @@ _SETTINGS = {
     "max_request_body": (int, 1024 * 1024),
     "log_level": (str, "INFO"),
 }
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PATHS = {"job_config_file", "tool_path", "job_working_directory", "new_file_path",
           "environment_setup_file"}
 
@@ -70,6 +72,8 @@ def load_config(config_file: str | None = None, overrides: dict | None = None) -
             document = yaml.safe_load(fh) or {}
     except OSError as exc:
         raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_file}: not valid YAML: {exc}") from exc
     if not isinstance(document, dict):
@@ -101,13 +105,17 @@ def _coerce(config_file, name, raw):
     kind, _ = _SETTINGS[name]
     where = f"{config_file}: galaxy.{name}"
     if kind is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        if raw <= 0:
+        if not math.isfinite(raw) or raw <= 0:
             raise ConfigError(f"{where}: must be a positive number, got {raw!r}")
         return float(raw)
     if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
         if raw <= 0:
             raise ConfigError(f"{where}: must be a positive whole number, got {raw!r}")
         return raw
+    if name == "log_level":
+        if not isinstance(raw, str) or raw.upper() not in _LOG_LEVELS:
+            raise ConfigError(f"{where}: expected one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+        return raw.upper()
     if kind is str and isinstance(raw, (str, type(None))):
         return raw or ""
     if kind is dict and isinstance(raw, dict):

@@ -20,6 +20,7 @@ LIMIT_TYPES = ("registered_user_concurrent_jobs", "anonymous_user_concurrent_job
                "walltime", "output_size")
 RESUBMIT_CONDITIONS = ("walltime_reached", "memory_limit_reached", "any_failure",
                        "unknown_error", "attempt")
+_DIGITS = re.compile(r"^[0-9]+$")  # str.isdigit() also accepts '²', which int() refuses
 _MULE_NAME = re.compile(r"^main\.job-handlers\.(\d+)$")
 _WEB_NAME = re.compile(r"^main\.web\.(\d+)$")
 
@@ -155,7 +156,7 @@ class _Reader:
         raw = element.get(attr)
         if raw is None:
             return default
-        if not raw.strip().isdigit() or int(raw) < 1:
+        if not _DIGITS.match(raw.strip()) or int(raw) < 1:
             self.fail(element, f"{attr}={raw!r}: expected a whole number of at least 1")
         return int(raw)
 
@@ -189,7 +190,7 @@ def load_job_conf(path: str) -> JobConfig:
     plugins = _read_plugins(reader, root.find("plugins"))
     destinations, default_destination = _read_destinations(reader, root.find("destinations"), plugins)
     handlers, default_handler, assign_with = _read_handlers(reader, root.find("handlers"))
-    tools = _read_tools(reader, root.find("tools"), destinations, handlers)
+    tools = _read_tools(reader, root.find("tools"), destinations, handlers, plugins)
     limits = _read_limits(reader, root.find("limits"), destinations)
     return JobConfig(path=path, plugins=plugins, destinations=destinations,
                      default_destination=default_destination, handlers=handlers,
@@ -341,7 +342,7 @@ def _is_handler_ref(ref, handlers) -> bool:
             or ref == "job-handlers" or ref.startswith("job-handlers."))
 
 
-def _read_tools(reader, section, destinations, handlers) -> dict:
+def _read_tools(reader, section, destinations, handlers, plugins) -> dict:
     tools = {}
     if section is None:
         return tools
@@ -358,6 +359,7 @@ def _read_tools(reader, section, destinations, handlers) -> dict:
                 url_dest = destination_from_url(destination, destination)
             except ValueError as exc:
                 reader.fail(element, str(exc))
+            _attach_plugin(reader, element, url_dest, plugins)
             destinations.setdefault(destination, url_dest)
         elif destination and destination not in destinations and not any(
                 destination in d.tags for d in destinations.values()):
@@ -379,7 +381,7 @@ def parse_size(text: str) -> int:
 
 def parse_walltime(text: str) -> int:
     parts = (text or "").strip().split(":")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+    if not 1 <= len(parts) <= 3 or not all(_DIGITS.match(p) for p in parts):
         raise ValueError(f"{text!r}: expected a duration such as 24:00:00")
     seconds = 0
     for part in parts:
@@ -404,7 +406,7 @@ def _read_limits(reader, section, destinations) -> list:
             elif kind == "output_size":
                 value = parse_size(text)
             else:
-                if not text.isdigit():
+                if not _DIGITS.match(text):
                     raise ValueError(f"{text!r}: expected a whole number of jobs")
                 value = int(text)
         except ValueError as exc:

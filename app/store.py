@@ -168,14 +168,13 @@ class JobStore:
                    info: str | None = None, **values) -> dict | None:
         """Move a job to `state` if it is in one of `from_states`; record history.
 
-        A job whose cancel was requested (`deleting`) that finishes becomes `deleted`:
-        the user's cancel wins over the job's own end. Returns the updated row or None.
+        A job whose cancel was requested (`deleting`) that ends becomes `deleted` (the
+        user's cancel wins over the job's own end) when the caller allows `deleting` in
+        from_states, as runners do. Returns the updated row or None.
         """
         now = utcnow()
         from_states = tuple(from_states)
         new_state = state
-        if state in models.TERMINAL and models.DELETING not in from_states:
-            from_states += (models.DELETING,)
         values = dict(values, update_time=now)
         if state == models.RUNNING:
             values.setdefault("start_time", now)
@@ -233,7 +232,8 @@ class JobStore:
         unclaimed = dict(waiting)
         for row in rows:
             row["jobs"] = by_handler.get(row["name"], {})
-            row["unclaimed"] = sum(unclaimed.get(t, 0) for t in [row["name"], *row["tags"].split(",")] if t)
+            targets = {row["name"], *row["tags"].split(",")} - {""}
+            row["unclaimed"] = sum(unclaimed.get(t, 0) for t in targets)
         return rows
 
 

@@ -84,6 +84,10 @@ class Param:
                 raise ParamError(where, f"too long ({len(text)} characters, at most {MAX_TEXT})")
             if "\x00" in text:
                 raise ParamError(where, "contains a NUL character")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ParamError(where, "is not valid Unicode text (a lone surrogate)") from None
             return text
         if self.type in ("integer", "float"):
             value = _number(raw, integer=self.type == "integer", where=where)

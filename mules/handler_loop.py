@@ -155,5 +155,6 @@ class JobHandler:
 
     def _fail(self, job: dict, info: str) -> None:
         self.store.transition(job["id"], models.ERROR,
-                              from_states=(models.NEW, models.QUEUED, models.RUNNING),
+                              from_states=(models.NEW, models.QUEUED, models.RUNNING,
+                                           models.DELETING),
                               handler=self.name, info=info)

@@ -77,7 +77,8 @@ class BaseRunner:
 
     def end(self, job: dict, state: str, info: str | None, **values) -> dict | None:
         row = self.store.transition(job["id"], state,
-                                    from_states=(models.NEW, models.QUEUED, models.RUNNING),
+                                    from_states=(models.NEW, models.QUEUED, models.RUNNING,
+                                                 models.DELETING),
                                     handler=self.handler_name, info=info, **values)
         if row:
             log.info("job %s %s: handler=%s destination=%s runner=%s external_id=%s%s",

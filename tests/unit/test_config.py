@@ -145,8 +145,6 @@ def test_non_positive_number(write, name, value):
         load_config(path)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG app/config.py:103-106: .nan and .inf pass the "
-                                       "'positive number' check (nan <= 0 is False)")
 @pytest.mark.parametrize("value", [".nan", ".inf"])
 def test_nan_and_infinity_are_not_positive_numbers(write, value):
     path = write("galaxy.yml", f"galaxy:\n  job_handler_monitor_sleep: {value}\n")
@@ -181,9 +179,6 @@ def test_not_yaml(write, text):
     assert path in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="BUG app/config.py:69-74: a non-UTF-8 file raises UnicodeDecodeError, "
-                          "not ConfigError")
 def test_binary_file(tmp_path):
     path = tmp_path / "galaxy.yml"
     path.write_bytes(b"\x80\x81\x82\xfe binary, not YAML\n")

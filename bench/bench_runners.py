@@ -1,0 +1,161 @@
+"""Benchmark the cluster runners against the real single-node clusters.
+
+    scripts/cluster/up && . scripts/cluster/env.sh
+    .venv/bin/python bench/bench_runners.py [--jobs 200] [--runners slurm,pbs,drmaa]
+
+For each runner, with the real runner class, a real (SQLite) store and the real scheduler:
+  1. N jobs in flight on one destination: scheduler status calls per monitor interval
+     (target: one per destination whatever N; Galaxy's DRMAA runner makes one per job
+     per second), and how long the N jobs took;
+  2. submit->finished latency of single jobs through the runner (median of --singles),
+     next to the scheduler's own (sbatch --wait; qsub -sync y on Grid Engine), and the
+     difference: what the runner adds (target: under 0.5 s).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from app import models  # noqa: E402
+from app.context import AppContext  # noqa: E402
+from app.config import load_config  # noqa: E402
+from app.job_conf import Destination, Plugin  # noqa: E402
+from app.store import JobStore  # noqa: E402
+from mules.runners import load_runner  # noqa: E402
+
+TORQUE_BIN = os.environ.get("MULETEER_TORQUE_BIN", "/opt/muleteer-cluster/torque/bin")
+SETUPS = {
+    "slurm": (Plugin("slurm", "slurm", 4), Destination("slurm", "slurm",
+                                                        {"nativeSpecification": "-p debug --mem=10"})),
+    "pbs": (Plugin("pbs", "pbs", 4, {"bin_dir": TORQUE_BIN}),
+            Destination("pbs", "pbs", {"Resource_List": "nodes=1:ppn=1,mem=10mb"})),
+    "drmaa": (Plugin("drmaa", "drmaa", 4), Destination("sge", "drmaa", {"nativeSpecification": "-q all.q"})),
+}
+
+
+def make_context(tmp, interval):
+    config_file = os.path.join(tmp, "galaxy.yml")
+    with open(config_file, "w") as fh:
+        fh.write(f"galaxy:\n  database_connection: sqlite:///{tmp}/bench.sqlite\n"
+                 f"  job_working_directory: {tmp}/jobs\n  new_file_path: {tmp}/tmp\n"
+                 f"  job_runner_monitor_sleep: {interval}\n  exit_code_file_wait: 5\n")
+    config = load_config(config_file)
+    store = JobStore(config.database_connection)
+    store.migrate()
+    return AppContext(config=config, job_conf=None, tools={}, store=store)
+
+
+def new_job(store, destination, command="true"):
+    job = store.create_job(tool_id="bench", tool_version="1", params={}, command_line=command,
+                           handler_tag="bench", destination_id=destination.id,
+                           runner=destination.runner)
+    return store.claim_job(job["id"], "bench", ["bench"])
+
+
+def wait_done(store, ids, timeout):
+    deadline = time.monotonic() + timeout
+    pending = set(ids)
+    while pending and time.monotonic() < deadline:
+        for job_id in list(pending):
+            if store.get_job(job_id)["state"] in models.TERMINAL:
+                pending.discard(job_id)
+        time.sleep(0.05)
+    return pending
+
+
+def in_flight(runner_name, n, interval, timeout):
+    plugin, destination = SETUPS[runner_name]
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        os.chmod(tmp, 0o755)
+        ctx = make_context(tmp, interval)
+        runner = load_runner(ctx, plugin, "bench")
+        ids = [new_job(ctx.store, destination, "sleep 1")["id"] for _ in range(n)]
+        for job_id in ids:
+            runner.submit(ctx.store.get_job(job_id), destination)
+        # Count status calls only while all N are in flight on the scheduler.
+        deadline = time.monotonic() + timeout
+        while runner.watched_count() < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        calls_before, window_start = runner.status_calls, time.monotonic()
+        time.sleep(interval * 5)
+        in_flight_seconds = time.monotonic() - window_start
+        calls = runner.status_calls - calls_before
+        states = {}
+        for job_id in ids:
+            state = ctx.store.get_job(job_id)["state"]
+            states[state] = states.get(state, 0) + 1
+        # Two cores drain 200 jobs slowly; the measurement is done: cancel what is left.
+        for job_id in ids:
+            job = ctx.store.get_job(job_id)
+            if job["state"] not in models.TERMINAL and ctx.store.request_cancel(job_id):
+                runner.cancel(ctx.store.get_job(job_id))
+        left = wait_done(ctx.store, ids, timeout)
+        runner.shutdown()
+    per_interval = calls / (in_flight_seconds / interval)
+    print(f"  {runner_name}: {n} jobs in flight: {per_interval:.2f} status calls per "
+          f"{interval:g} s interval ({calls} in {in_flight_seconds:.1f} s); states while "
+          f"measured {states}{'; NOT ENDED after cancel: ' + str(len(left)) if left else ''}")
+
+
+def single_latency(runner_name, count, interval):
+    plugin, destination = SETUPS[runner_name]
+    latencies = []
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        os.chmod(tmp, 0o755)
+        ctx = make_context(tmp, interval)
+        runner = load_runner(ctx, plugin, "bench")
+        for _ in range(count):
+            job = new_job(ctx.store, destination)
+            t0 = time.monotonic()
+            runner.submit(job, destination)
+            wait_done(ctx.store, [job["id"]], 120)
+            latencies.append(time.monotonic() - t0)
+        runner.shutdown()
+    return statistics.median(latencies)
+
+
+def scheduler_own(runner_name, count):
+    if runner_name == "drmaa":
+        argv = ["qsub", "-sync", "y", "-b", "y", "-o", "/dev/null", "-e", "/dev/null", "/bin/true"]
+        label = "qsub -sync y"
+    else:  # pbs here is Slurm's TORQUE wrappers: the scheduler underneath is Slurm
+        argv = ["sbatch", "--wait", "-o", "/dev/null", "--mem=10", "--wrap", "true"]
+        label = "sbatch --wait"
+    times = []
+    for _ in range(count):
+        t0 = time.monotonic()
+        subprocess.run(argv, capture_output=True, check=True, timeout=120)
+        times.append(time.monotonic() - t0)
+    return statistics.median(times), label
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--singles", type=int, default=5)
+    parser.add_argument("--runners", default="slurm,pbs,drmaa")
+    parser.add_argument("--interval", type=float, default=1.0, help="job_runner_monitor_sleep")
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    runners = [r for r in args.runners.split(",") if r]
+    print(f"1. Status calls with {args.jobs} jobs in flight on one destination "
+          f"(monitor interval {args.interval:g} s)")
+    for name in runners:
+        in_flight(name, args.jobs, args.interval, args.timeout)
+    print(f"2. Single-job submit->finished, median of {args.singles} (/bin/true)")
+    for name in runners:
+        ours = single_latency(name, args.singles, args.interval)
+        theirs, label = scheduler_own(name, args.singles)
+        print(f"  {name}: through the runner {ours:.2f} s; {label} {theirs:.2f} s; "
+              f"the runner adds {ours - theirs:+.2f} s (target: under 0.5 s)")
+
+
+if __name__ == "__main__":
+    main()

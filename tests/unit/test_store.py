@@ -1,0 +1,296 @@
+"""app/store.py: the job store on a temporary SQLite file."""
+import json
+import multiprocessing
+import os
+import queue
+import threading
+
+import pytest
+from sqlalchemy import inspect, text
+
+from app import models
+from app.store import JobStore, job_to_dict
+
+N_JOBS = 300
+
+
+def states(store, job_id):
+    return [h["state"] for h in store.history(job_id)]
+
+
+def test_create_job_writes_new_and_one_history_row(store):
+    job = store.create_job(tool_id="cat_lines", tool_version="1.0.0",
+                           params={"text": "hi", "times": 2}, command_line="echo hi",
+                           handler_tag="main.job-handlers.1", destination_id="local",
+                           runner="local")
+    row = store.get_job(job["id"])
+    assert row["state"] == models.NEW
+    assert row["handler"] is None
+    assert row["handler_tag"] == "main.job-handlers.1"
+    assert json.loads(row["params"]) == {"text": "hi", "times": 2}
+    assert row["create_time"] == row["update_time"] and row["end_time"] is None
+    history = store.history(job["id"])
+    assert len(history) == 1
+    assert (history[0]["state"], history[0]["handler"]) == (models.NEW, None)
+    d = job_to_dict(row, full=True)
+    assert d["handler"] == "main.job-handlers.1" and d["params"]["times"] == 2
+    assert d["create_time"].endswith("Z")
+
+
+def test_get_job_of_unknown_id(store):
+    assert store.get_job(12345) is None
+
+
+def test_claim_job_only_for_its_tags(store, make_job):
+    job = make_job("gpu")
+    assert store.claim_job(job["id"], "h1", ["cpu", "h1"]) is None
+    assert store.get_job(job["id"])["state"] == models.NEW
+    claimed = store.claim_job(job["id"], "h2", ["h2", "gpu"])
+    assert claimed["state"] == models.QUEUED and claimed["handler"] == "h2"
+    assert claimed["queued_time"] is not None
+    assert store.claim_job(job["id"], "h3", ["gpu"]) is None  # taken already
+    assert states(store, job["id"]) == [models.NEW, models.QUEUED]
+    assert store.history(job["id"])[-1]["handler"] == "h2"
+
+
+def test_claim_new_only_takes_jobs_for_its_tags(store, make_job):
+    a, b, c, a2 = make_job("a"), make_job("b"), make_job("c"), make_job("a")
+    claimed = store.claim_new("h1", ["a", "b"])
+    assert [j["id"] for j in claimed] == [a["id"], b["id"], a2["id"]]
+    assert all(j["state"] == models.QUEUED and j["handler"] == "h1" for j in claimed)
+    assert store.get_job(c["id"])["state"] == models.NEW
+    assert store.claim_new("h1", ["a", "b"]) == []
+    assert store.claim_new("h2", []) == []
+    assert [j["id"] for j in store.claim_new("h2", ["c"])] == [c["id"]]
+
+
+def test_claim_new_respects_limit_and_skips_other_states(store, make_job):
+    ids = [make_job("t")["id"] for _ in range(5)]
+    store.request_cancel(ids[0])  # deleted before anyone took it
+    assert [j["id"] for j in store.claim_new("h", ["t"], limit=2)] == ids[1:3]
+    assert [j["id"] for j in store.claim_new("h", ["t"], limit=10)] == ids[3:]
+
+
+def _claim_all(store, name, tags, start, out):
+    start.wait(10)
+    mine = []
+    while True:
+        rows = store.claim_new(name, tags, limit=3)
+        if not rows:
+            break
+        mine.extend(r["id"] for r in rows)
+    out.put((name, mine))
+
+
+def _assert_claimed_exactly_once(store, ids, results):
+    claimed = [job_id for _, mine in results for job_id in mine]
+    assert len(claimed) == len(ids)
+    assert sorted(claimed) == sorted(ids)
+    owner = {job_id: name for name, mine in results for job_id in mine}
+    for job_id in ids:
+        row = store.get_job(job_id)
+        assert (row["state"], row["handler"]) == (models.QUEUED, owner[job_id])
+        assert states(store, job_id) == [models.NEW, models.QUEUED]
+
+
+def test_claim_new_exactly_once_across_threads(store, make_job):
+    ids = [make_job("farm")["id"] for _ in range(N_JOBS)]
+    start, out = threading.Event(), queue.Queue()
+    threads = [threading.Thread(target=_claim_all, args=(store, f"h{i}", ["farm"], start, out))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    start.set()
+    for t in threads:
+        t.join(timeout=60)
+        assert not t.is_alive()
+    results = [out.get_nowait() for _ in threads]
+    _assert_claimed_exactly_once(store, ids, results)
+
+
+def _claim_in_child(store, name, start, out):
+    store.after_fork()
+    _claim_all(store, name, ["farm"], start, out)
+
+
+def test_claim_new_exactly_once_across_processes(store, make_job):
+    ids = [make_job("farm")["id"] for _ in range(N_JOBS)]
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_claim_in_child, args=(store, f"p{i}", start, out))
+             for i in range(3)]
+    for p in procs:
+        p.start()
+    try:
+        start.set()
+        results = [out.get(timeout=60) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                os.kill(p.pid, 9)
+                p.join(timeout=5)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    _assert_claimed_exactly_once(store, ids, results)
+
+
+def test_transition_only_from_the_given_states(store, make_job):
+    job = make_job("t")
+    assert store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,)) is None
+    assert store.get_job(job["id"])["state"] == models.NEW
+    assert states(store, job["id"]) == [models.NEW]  # no history for a refused move
+
+    store.claim_job(job["id"], "h", ["t"])
+    row = store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,),
+                           external_id="4242")
+    assert row["state"] == models.RUNNING and row["external_id"] == "4242"
+    assert row["start_time"] is not None and row["end_time"] is None
+    row = store.transition(job["id"], models.OK, from_states=(models.RUNNING,), exit_code=0,
+                           info="fine")
+    assert (row["state"], row["exit_code"], row["info"]) == (models.OK, 0, "fine")
+    assert row["end_time"] is not None
+    # A finished job never moves again.
+    assert store.transition(job["id"], models.ERROR,
+                            from_states=(models.QUEUED, models.RUNNING)) is None
+    assert states(store, job["id"]) == [models.NEW, models.QUEUED, models.RUNNING, models.OK]
+    assert [h["handler"] for h in store.history(job["id"])] == [None, "h", "h", "h"]
+
+
+@pytest.mark.parametrize("end_state", [models.OK, models.ERROR])
+def test_terminal_transition_of_a_deleting_job_yields_deleted(store, make_job, end_state):
+    job = make_job("t")
+    store.claim_job(job["id"], "h", ["t"])
+    store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,))
+    assert store.request_cancel(job["id"]) == models.DELETING
+    # Not a terminal state: a deleting job does not start running again.
+    assert store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,)) is None
+    # Without `deleting` allowed, the end is refused (request_cancel relies on this) ...
+    assert store.transition(job["id"], end_state, from_states=(models.RUNNING,)) is None
+    # ... with it (as runners end jobs), the cancel wins.
+    row = store.transition(job["id"], end_state, from_states=(models.RUNNING, models.DELETING),
+                           exit_code=0)
+    assert row["state"] == models.DELETED
+    assert row["end_time"] is not None
+    assert states(store, job["id"])[-2:] == [models.DELETING, models.DELETED]
+
+
+def test_request_cancel(store, make_job):
+    new, queued, running, done = (make_job("t") for _ in range(4))
+    for job in (queued, running, done):
+        store.claim_job(job["id"], "h", ["t"])
+    for job in (running, done):
+        store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,))
+    store.transition(done["id"], models.OK, from_states=(models.RUNNING,))
+
+    assert store.request_cancel(new["id"]) == models.DELETED
+    assert store.request_cancel(queued["id"]) == models.DELETING
+    assert store.request_cancel(running["id"]) == models.DELETING
+    assert store.request_cancel(done["id"]) is None
+    assert store.request_cancel(99999) is None
+    assert [store.get_job(j["id"])["state"] for j in (new, queued, running, done)] == [
+        models.DELETED, models.DELETING, models.DELETING, models.OK]
+    assert store.get_job(new["id"])["end_time"] is not None
+    assert states(store, queued["id"]) == [models.NEW, models.QUEUED, models.DELETING]
+
+
+def test_cancelling_twice_leaves_the_job_deleting_for_its_handler(store, make_job):
+    job = make_job("t")
+    store.claim_job(job["id"], "h", ["t"])
+    store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,))
+    assert store.request_cancel(job["id"]) == models.DELETING
+    assert store.request_cancel(job["id"]) is None
+    assert store.get_job(job["id"])["state"] == models.DELETING
+    assert store.owned_jobs("h", states=(models.DELETING,))  # the handler's sweep still sees it
+
+
+def test_owned_jobs(store, make_job):
+    jobs = [make_job("t") for _ in range(6)]
+    for job in jobs[:5]:
+        store.claim_job(job["id"], "h1" if job is not jobs[4] else "h2", ["t"])
+    store.transition(jobs[1]["id"], models.RUNNING, from_states=(models.QUEUED,))
+    store.request_cancel(jobs[2]["id"])
+    store.transition(jobs[3]["id"], models.ERROR, from_states=(models.QUEUED,))
+    ids = lambda rows: [r["id"] for r in rows]  # noqa: E731
+    assert ids(store.owned_jobs("h1")) == [jobs[0]["id"], jobs[1]["id"], jobs[2]["id"]]
+    assert ids(store.owned_jobs("h1", states=(models.DELETING,))) == [jobs[2]["id"]]
+    assert ids(store.owned_jobs("h2")) == [jobs[4]["id"]]
+    assert store.owned_jobs("nobody") == []
+
+
+def test_update_job_is_not_a_state_change(store, make_job):
+    job = make_job("t")
+    store.update_job(job["id"], working_directory="/tmp/x", external_id="7")
+    row = store.get_job(job["id"])
+    assert (row["working_directory"], row["external_id"], row["state"]) == ("/tmp/x", "7", "new")
+    assert len(store.history(job["id"])) == 1
+
+
+def test_heartbeat_inserts_then_updates(store):
+    store.heartbeat("h1", ["h1", "fast"], "db-skip-locked")
+    [first] = store.handlers()
+    assert first["name"] == "h1" and first["tags"] == "h1,fast"
+    assert first["strategy"] == "db-skip-locked" and first["pid"] == os.getpid()
+    assert first["started"] == first["last_seen"]
+    assert first["messages_failed"] == 0 and first["sweep_seconds"] is None
+
+    store.heartbeat("h1", ["h1", "slow"], "uwsgi-mule-message", messages_failed=3,
+                    sweep_seconds=0.25)
+    [second] = store.handlers()
+    assert second["started"] == first["started"]
+    assert second["last_seen"] >= first["last_seen"]
+    assert (second["tags"], second["strategy"]) == ("h1,slow", "uwsgi-mule-message")
+    assert (second["messages_failed"], second["sweep_seconds"]) == (3, 0.25)
+
+    store.mark_started("h1")
+    assert store.handlers()[0]["started"] >= first["started"]
+
+
+def test_handlers_counts_jobs_and_unclaimed_work(store, make_job):
+    store.heartbeat("h1", ["fast"], "db-skip-locked")
+    store.heartbeat("h2", ["slow"], "db-skip-locked")
+    a, b, c = make_job("fast"), make_job("fast"), make_job("h1")
+    store.claim_job(a["id"], "h1", ["fast"])
+    store.claim_job(b["id"], "h1", ["fast"])
+    store.transition(b["id"], models.RUNNING, from_states=(models.QUEUED,))
+    store.claim_job(c["id"], "h1", ["h1"])
+    make_job("fast"), make_job("h1"), make_job("slow"), make_job("nobody")  # unclaimed
+    by_name = {h["name"]: h for h in store.handlers()}
+    assert list(by_name) == ["h1", "h2"]
+    assert by_name["h1"]["jobs"] == {models.QUEUED: 2, models.RUNNING: 1}
+    assert by_name["h1"]["unclaimed"] == 2  # one sent to tag fast, one to the name h1
+    assert by_name["h2"]["jobs"] == {}
+    assert by_name["h2"]["unclaimed"] == 1
+
+
+def test_handlers_counts_unclaimed_once_when_the_name_is_among_the_tags(store, make_job):
+    store.heartbeat("h1", ("h1", "fast"), "db-skip-locked")  # JobHandler.tags = (name, *tags)
+    make_job("h1"), make_job("fast")
+    assert store.handlers()[0]["unclaimed"] == 2
+
+
+def test_migrate_twice_is_a_no_op(store, make_job, tmp_path):
+    job = make_job("t")
+    store.migrate()
+    again = JobStore(f"sqlite:///{tmp_path}/jobs.sqlite")
+    try:
+        again.migrate()
+        with again.engine.connect() as conn:
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            tables = set(inspect(conn).get_table_names())
+        assert len(versions) == 1
+        assert {"job", "job_state_history", "handler", "alembic_version"} <= tables
+        assert again.get_job(job["id"])["state"] == models.NEW
+        assert len(again.history(job["id"])) == 1
+    finally:
+        again.engine.dispose()
+
+
+def test_sqlite_file_uses_wal_and_its_directory_is_created(tmp_path):
+    store = JobStore(f"sqlite:///{tmp_path}/deeper/dir/jobs.sqlite")
+    try:
+        store.migrate()
+        assert (tmp_path / "deeper" / "dir" / "jobs.sqlite").exists()
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    finally:
+        store.engine.dispose()
