@@ -14,6 +14,7 @@ saved run. Exits non-zero if the basic job does not finish with status 0.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -225,4 +226,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        rc = main()
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    sys.exit(rc)

@@ -61,7 +61,8 @@ log "submitting finished-state jobs"
 cap slurm/sbatch-parsable sbatch --parsable -o "$WORK/%j.out" -J completed --wrap true
 completed=$(<"$HERE/slurm/sbatch-parsable.txt")
 failed=$(sb -J exit3 --wrap 'exit 3')
-# No cgroups here: OverMemoryKill (jobacct_gather polling /proc) kills it.
+# Over its --mem: OUT_OF_MEMORY with task/cgroup (slurm-up picks it when the
+# cgroup v1 memory controller is usable), else FAILED/JobLaunchFailure.
 memkill=$(sb -J memkill --mem=50M --wrap "perl -e '\$x = \"a\" x (300 << 20); sleep 5'")
 job completed "$completed"; job failed_exit3 "$failed"; job memory_killed "$memkill"
 for id in "$completed" "$failed" "$memkill"; do

@@ -1,0 +1,178 @@
+"""ClusterRunner's shared machinery with a fake scheduler: retries, refusals, batched
+status checks, vanished jobs, walltime. The real schedulers are in tests/integration."""
+import os
+
+import pytest
+
+from app import models
+from app.job_conf import Destination, Plugin
+from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
+
+
+class FakeScheduler(ClusterRunner):
+    """Answers from a script the test controls; counts calls."""
+    name = "fake"
+
+    def __init__(self, ctx, plugin, handler_name):
+        self.submit_errors = []  # raised in order by submit_script, then success
+        self.states = {}  # external id -> Status; absent = unknown to the scheduler
+        self.killed = []
+        self.submitted = []
+        super().__init__(ctx, plugin, handler_name)
+
+    def submit_script(self, job, files, destination):
+        if self.submit_errors:
+            raise self.submit_errors.pop(0)
+        external_id = f"x{job['id']}"
+        self.submitted.append(external_id)
+        self.states[external_id] = Status(PENDING, "PENDING")
+        return external_id
+
+    def statuses(self, external_ids):
+        self.status_calls += 1
+        return {i: self.states[i] for i in external_ids if i in self.states}
+
+    def kill(self, external_id):
+        self.killed.append(external_id)
+        self.states.pop(external_id, None)
+
+
+DESTINATION = Destination(id="local", runner="fake")
+
+
+@pytest.fixture
+def fake(local_ctx):
+    runners = []
+
+    def _make(**params):
+        params = {"submit_retry_delay": "0.05", **{k: str(v) for k, v in params.items()}}
+        runner = FakeScheduler(local_ctx, Plugin("fake", "slurm", 2, params), "test-handler")
+        runners.append(runner)
+        return runner
+
+    yield _make
+    for runner in runners:
+        runner.shutdown()
+
+
+def write_exit_code(local_ctx, job_id, code):
+    job = local_ctx.store.get_job(job_id)
+    with open(os.path.join(job["working_directory"], "exit_code"), "w") as fh:
+        fh.write(f"{code}\n")
+
+
+def test_one_status_call_per_check_whatever_the_number_of_jobs(fake, local_ctx, new_job, wait_for):
+    runner = fake()
+    jobs = [new_job("noop") for _ in range(50)]
+    for job in jobs:
+        runner.submit(job, DESTINATION)
+    wait_for(lambda: runner.watched_count() == 50, what="50 submitted jobs")
+    before = runner.status_calls
+    runner.check_all()
+    assert runner.status_calls - before == 1
+
+
+def test_queued_running_ok_from_the_exit_code_file(fake, local_ctx, new_job, wait_state, wait_for):
+    runner = fake()
+    job = new_job("noop")
+    runner.submit(job, DESTINATION)
+    wait_for(lambda: runner.watched_count() == 1, what="submission")
+    external_id = f"x{job['id']}"
+    runner.states[external_id] = Status(ACTIVE, "RUNNING")
+    assert wait_state(job["id"], models.RUNNING)["external_id"] == external_id
+    write_exit_code(local_ctx, job["id"], 0)
+    runner.states[external_id] = Status(FINISHED, "COMPLETED")
+    row = wait_state(job["id"], models.OK)
+    assert row["exit_code"] == 0
+
+
+def test_a_scheduler_that_is_down_is_retried_then_the_job_runs(fake, local_ctx, new_job, wait_for):
+    runner = fake()
+    runner.submit_errors = [SchedulerError("Unable to contact slurm controller", transient=True)] * 2
+    job = new_job("noop")
+    runner.submit(job, DESTINATION)
+    wait_for(lambda: runner.submitted, what="the third attempt to succeed")
+    row = local_ctx.store.get_job(job["id"])
+    assert row["state"] == models.QUEUED and row["external_id"] == f"x{job['id']}"
+    assert "submitted to fake" in row["info"]
+
+
+def test_the_reason_is_shown_while_retrying(fake, local_ctx, new_job, wait_for):
+    runner = fake(submit_retry_delay=30)
+    runner.submit_errors = [SchedulerError("Unable to contact slurm controller", transient=True)]
+    job = new_job("noop")
+    runner.submit(job, DESTINATION)
+    row = wait_for(lambda: (r := local_ctx.store.get_job(job["id"]))["info"] and r, what="info")
+    assert row["state"] == models.QUEUED
+    assert "Unable to contact slurm controller" in row["info"] and "retry 1 of 5" in row["info"]
+
+
+def test_giving_up_after_the_retries_is_a_clear_error(fake, local_ctx, new_job, wait_state):
+    runner = fake(submit_retries=2)
+    runner.submit_errors = [SchedulerError("connection refused", transient=True)] * 3
+    job = new_job("noop")
+    runner.submit(job, DESTINATION)
+    row = wait_state(job["id"], models.ERROR)
+    assert "gave up after 2 retries" in row["info"] and "connection refused" in row["info"]
+
+
+def test_a_refusal_ends_the_job_at_once_with_the_schedulers_words(fake, new_job, wait_state):
+    runner = fake()
+    runner.submit_errors = [SchedulerError("invalid partition specified: nosuch")]
+    job = new_job("noop")
+    runner.submit(job, DESTINATION)
+    row = wait_state(job["id"], models.ERROR)
+    assert row["info"] == "fake refused the job: invalid partition specified: nosuch"
+
+
+def test_walltime_without_an_exit_code_is_reported_as_such(fake, new_job, wait_state, wait_for):
+    runner = fake()
+    job = new_job("noop")
+    runner.submit(job, DESTINATION)
+    wait_for(lambda: runner.watched_count() == 1, what="submission")
+    runner.states[f"x{job['id']}"] = Status(FINISHED, "TIMEOUT (TimeLimit)", "walltime_reached")
+    row = wait_state(job["id"], models.ERROR)
+    assert row["info"] == "walltime reached (fake: TIMEOUT (TimeLimit))"
+
+
+def test_a_job_the_scheduler_forgot_without_an_exit_code_ends_error(fake, new_job, wait_state,
+                                                                     wait_for):
+    runner = fake(vanished_after_checks=2)
+    job = new_job("noop")
+    runner.submit(job, DESTINATION)
+    wait_for(lambda: runner.watched_count() == 1, what="submission")
+    del runner.states[f"x{job['id']}"]
+    row = wait_state(job["id"], models.ERROR)
+    assert "without writing an exit code" in row["info"]
+
+
+def test_cancel_kills_the_scheduler_job(fake, local_ctx, new_job, wait_for):
+    runner = fake()
+    job = new_job("noop")
+    runner.submit(job, DESTINATION)
+    wait_for(lambda: runner.watched_count() == 1, what="submission")
+    assert local_ctx.store.request_cancel(job["id"]) == models.DELETING
+    runner.cancel(local_ctx.store.get_job(job["id"]))
+    assert runner.killed == [f"x{job['id']}"]
+    assert local_ctx.store.get_job(job["id"])["state"] == models.DELETED
+    assert runner.watched_count() == 0
+
+
+def test_recover_reattaches_by_external_id_and_never_resubmits(fake, local_ctx, new_job,
+                                                               wait_state):
+    first = fake()
+    job = new_job("noop")
+    first.submit(job, DESTINATION)
+    row = wait_state(job["id"], models.QUEUED)
+    import time
+    deadline = time.monotonic() + 5
+    while not local_ctx.store.get_job(job["id"])["external_id"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.shutdown()
+    second = fake()
+    second.states = dict(first.states)
+    second.recover(local_ctx.store.get_job(job["id"]), DESTINATION)
+    write_exit_code(local_ctx, job["id"], 0)
+    second.states[f"x{job['id']}"] = Status(FINISHED, "COMPLETED")
+    assert wait_state(job["id"], models.OK)["external_id"] == f"x{job['id']}"
+    assert second.submitted == []
