@@ -75,7 +75,8 @@ def submit_job():
     handler = dispatcher.handler_for(tool_id)
     job = ctx.store.create_job(tool_id=tool.id, tool_version=tool.version, params=values,
                                command_line=tool.command_line(values), handler_tag=handler,
-                               destination_id=destination.id, runner=destination.runner)
+                               destination_id=destination.id, runner=destination.runner,
+                               resubmit=destination.resubmit)
     dispatcher.notify(job["id"], handler)  # after the commit, never before
     response = jsonify(job_to_dict({**job, "handler": None, "external_id": None, "exit_code": None,
                                     "info": None, "queued_time": None, "start_time": None,

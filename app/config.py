@@ -29,6 +29,7 @@ _SETTINGS = {
     "environment_setup_file": (str, ""),
     "job_handler_monitor_sleep": (float, 1.0),
     "job_runner_monitor_sleep": (float, 1.0),
+    "handler_heartbeat_timeout": (float, 60.0),
     "exit_code_file_wait": (float, 5.0),
     "max_request_body": (int, 1024 * 1024),
     "log_level": (str, "INFO"),
@@ -51,6 +52,7 @@ class Config:
     environment_setup_file: str = ""
     job_handler_monitor_sleep: float = 1.0
     job_runner_monitor_sleep: float = 1.0
+    handler_heartbeat_timeout: float = 60.0
     exit_code_file_wait: float = 5.0
     max_request_body: int = 1024 * 1024
     log_level: str = "INFO"

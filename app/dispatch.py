@@ -38,6 +38,14 @@ class Dispatcher:
     def handler_for(self, tool_id: str) -> str:
         """The handler id or tag a new job of this tool is written with."""
         ref = self.job_conf.handler_for(tool_id)
+        method = self.job_conf.assign_with
+        if method in ("mem-self", "db-self"):
+            return f"main.web.{uwsgi_env.worker_id() or 1}"
+        if ref and method == "db-preassign" and ref not in self.job_conf.handlers:
+            # Galaxy's db-preassign: the web worker picks one handler of the tag itself.
+            members = [h.id for h in self.job_conf.handlers.values() if ref in h.tags]
+            if members:
+                return random.choice(members)
         if ref:
             return ref
         if uwsgi_env.FARM in self.farms:

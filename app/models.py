@@ -33,6 +33,10 @@ job = Table(
     Column("start_time", DateTime),
     Column("end_time", DateTime),
     Column("update_time", DateTime, nullable=False),
+    # Resubmission: which attempt this is, and the <resubmit> rules (JSON) of the
+    # destination it is on, kept with the job so later attempts still follow them.
+    Column("attempt", Integer, nullable=False, default=1, server_default="1"),
+    Column("resubmit", Text, nullable=False, default="[]", server_default="[]"),
     Index("ix_job_state_handler_tag", "state", "handler_tag"),
     Index("ix_job_handler_state", "handler", "state"),
     Index("ix_job_tool_id", "tool_id"),

@@ -82,13 +82,13 @@ class JobStore:
 
     # -- web side -----------------------------------------------------------------
     def create_job(self, *, tool_id, tool_version, params, command_line, handler_tag,
-                   destination_id, runner) -> dict:
+                   destination_id, runner, resubmit=()) -> dict:
         """INSERT the job in state `new` and COMMIT; only then may anyone be told of it."""
         now = utcnow()
         row = dict(tool_id=tool_id, tool_version=tool_version, params=json.dumps(params),
                    command_line=command_line, state=models.NEW, handler_tag=handler_tag,
                    destination_id=destination_id, runner=runner, create_time=now,
-                   update_time=now)
+                   update_time=now, attempt=1, resubmit=json.dumps(list(resubmit)))
         with self.engine.begin() as conn:
             job_id = conn.execute(insert(job).values(**row)).inserted_primary_key[0]
             conn.execute(insert(job_state_history).values(
@@ -131,31 +131,121 @@ class JobStore:
         return None
 
     # -- handler side -------------------------------------------------------------
-    def claim_new(self, handler_name: str, tags, limit: int = 200) -> list[dict]:
-        """Take up to `limit` unclaimed new jobs sent to any of `tags`; each job goes to
-        exactly one handler because the UPDATE re-checks `handler IS NULL`."""
+    def claim_new(self, handler_name: str, tags, limit: int = 200,
+                  destination_limits: dict | None = None) -> list[dict]:
+        """Take up to `limit` unclaimed new jobs sent to any of `tags`.
+
+        Each job goes to exactly one handler: the UPDATE re-checks `handler IS NULL`, and on
+        PostgreSQL candidates are picked FOR UPDATE SKIP LOCKED so concurrent handlers pass
+        each other by instead of waiting. Jobs of destinations with a concurrency limit are
+        claimed one by one, each under its limit (see _claim_limited).
+        """
+        limited = dict(destination_limits or {})
         pending = (select(job.c.id).where(job.c.state == models.NEW, job.c.handler.is_(None),
                                           job.c.handler_tag.in_(list(tags)))
                    .order_by(job.c.id).limit(limit))
-        return self._claim(handler_name, job.c.id.in_(pending.scalar_subquery()))
+        if limited:
+            pending = pending.where(job.c.destination_id.not_in(list(limited)))
+        if self.dialect == "postgresql":
+            pending = pending.with_for_update(skip_locked=True)
+        claimed = self._claim(handler_name, job.c.id.in_(pending.scalar_subquery()))
+        for destination_id, maximum in limited.items():
+            while len(claimed) < limit:
+                row = self._claim_limited(handler_name, tags, destination_id, maximum)
+                if row is None:
+                    break
+                claimed.append(row)
+        return claimed
 
-    def claim_job(self, job_id: int, handler_name: str, tags) -> dict | None:
+    def claim_job(self, job_id: int, handler_name: str, tags,
+                  destination_limits: dict | None = None) -> dict | None:
+        limited = destination_limits or {}
+        if limited:
+            current = self.get_job(job_id)
+            if current and current["destination_id"] in limited:
+                return self._claim_limited(handler_name, tags, current["destination_id"],
+                                           limited[current["destination_id"]], job_id=job_id)
         claimed = self._claim(handler_name, and_(job.c.id == job_id,
                                                  job.c.handler_tag.in_(list(tags))))
         return claimed[0] if claimed else None
 
-    def _claim(self, handler_name, condition) -> list[dict]:
+    def _claim_limited(self, handler_name, tags, destination_id, maximum, job_id=None):
+        """Claim one job of a limited destination only while fewer than `maximum` of its
+        jobs are queued or running: the count and the claim are one UPDATE, so handlers
+        claiming at once cannot overrun the limit (SQLite runs one writer at a time; on
+        PostgreSQL a transaction lock per destination serialises the claims)."""
+        busy = job.alias("busy")
+        in_use = (select(func.count()).select_from(busy)
+                  .where(busy.c.destination_id == destination_id,
+                         busy.c.state.in_([models.QUEUED, models.RUNNING, models.DELETING]))
+                  .scalar_subquery())
+        candidate = (select(job.c.id).where(job.c.state == models.NEW, job.c.handler.is_(None),
+                                            job.c.handler_tag.in_(list(tags)),
+                                            job.c.destination_id == destination_id)
+                     .order_by(job.c.id).limit(1))
+        if job_id is not None:
+            candidate = candidate.where(job.c.id == job_id)
+        condition = and_(job.c.id == candidate.scalar_subquery(), in_use < maximum)
+        lock = (text("SELECT pg_advisory_xact_lock(hashtext(:key))").bindparams(
+                key=f"muleteer-destination:{destination_id}")
+                if self.dialect == "postgresql" else None)
+        claimed = self._claim(handler_name, condition, lock=lock)
+        return claimed[0] if claimed else None
+
+    def _claim(self, handler_name, condition, lock=None) -> list[dict]:
         now = utcnow()
         stmt = (update(job).where(condition, job.c.state == models.NEW, job.c.handler.is_(None))
                 .values(state=models.QUEUED, handler=handler_name, queued_time=now, update_time=now)
                 .returning(*job.c))
         with self.engine.begin() as conn:
+            if lock is not None:
+                conn.execute(lock)
             rows = [dict(r) for r in conn.execute(stmt).mappings().all()]
             if rows:
                 conn.execute(insert(job_state_history), [
                     dict(job_id=r["id"], state=models.QUEUED, handler=handler_name, create_time=now)
                     for r in rows])
         return rows
+
+    def adopt_orphans(self, handler_name: str, tags, silent_since: datetime) -> list[dict]:
+        """Take over the unfinished jobs of handlers silent since `silent_since` whose jobs
+        were sent to one of `tags`. One UPDATE: two live handlers never adopt the same job."""
+        dead = select(handler_table.c.name).where(handler_table.c.last_seen < silent_since,
+                                                  handler_table.c.name != handler_name)
+        now = utcnow()
+        stmt = (update(job).where(job.c.handler.in_(dead.scalar_subquery()),
+                                  job.c.handler_tag.in_(list(tags)),
+                                  job.c.state.in_([models.QUEUED, models.RUNNING, models.DELETING]))
+                .values(handler=handler_name, update_time=now).returning(*job.c))
+        with self.engine.begin() as conn:
+            rows = [dict(r) for r in conn.execute(stmt).mappings().all()]
+            if rows:
+                conn.execute(insert(job_state_history), [
+                    dict(job_id=r["id"], state=r["state"], handler=handler_name, create_time=now,
+                         info="adopted from a handler that stopped sending heartbeats")
+                    for r in rows])
+        return rows
+
+    def resubmit(self, job_id: int, *, destination_id: str, runner: str, handler_tag: str,
+                 rules: list, info: str) -> dict | None:
+        """Send a failed attempt back to `new` at another destination, with that
+        destination's resubmit rules stored on the job for the next failure."""
+        now = utcnow()
+        stmt = (update(job).where(job.c.id == job_id,
+                                  job.c.state.in_([models.QUEUED, models.RUNNING]))
+                .values(state=models.NEW, handler=None, handler_tag=handler_tag,
+                        destination_id=destination_id, runner=runner, external_id=None,
+                        exit_code=None, info=info, attempt=job.c.attempt + 1,
+                        resubmit=json.dumps(rules), queued_time=None, start_time=None,
+                        end_time=None, update_time=now)
+                .returning(*job.c))
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).mappings().first()
+            if row is None:
+                return None
+            conn.execute(insert(job_state_history).values(
+                job_id=job_id, state=models.NEW, handler=None, info=info, create_time=now))
+        return dict(row)
 
     def owned_jobs(self, handler_name: str, states=(models.QUEUED, models.RUNNING, models.DELETING)):
         with self.engine.connect() as conn:

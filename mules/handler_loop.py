@@ -13,11 +13,14 @@ repeated message changes nothing but latency.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
+from datetime import timedelta
 
 from app import models
+from app.store import utcnow
 from mules.runners import load_runner
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,11 @@ class JobHandler:
         self.inbox = inbox
         self.interval = ctx.config.job_handler_monitor_sleep
         self.runners: dict = {}
+        limits = ctx.job_conf.limits if ctx.job_conf else []
+        self.destination_limits = {l.id: l.value for l in limits
+                                   if l.type == "destination_total_concurrent_jobs" and l.id}
+        self.walltime = next((l.value for l in limits if l.type == "walltime"), None)
+        self.output_size = next((l.value for l in limits if l.type == "output_size"), None)
         self.dispatcher = None  # set in a web worker: its failed sends go in the heartbeat
         self.last_sweep_seconds: float | None = None
 
@@ -87,7 +95,7 @@ class JobHandler:
         except ValueError:
             log.warning("handler %s: ignoring message %r (not a job id)", self.name, message[:80])
             return
-        job = self.store.claim_job(job_id, self.name, self.tags)
+        job = self.store.claim_job(job_id, self.name, self.tags, self.destination_limits)
         if job:
             self.start(job)
             return
@@ -98,10 +106,14 @@ class JobHandler:
     def sweep(self) -> None:
         started = time.monotonic()
         self.heartbeat()
-        for job in self.store.claim_new(self.name, self.tags):
+        self.adopt_orphans()
+        for job in self.store.claim_new(self.name, self.tags,
+                                        destination_limits=self.destination_limits):
             self.start(job)
         for job in self.store.owned_jobs(self.name, states=(models.DELETING,)):
             self.stop(job)
+        if self.walltime or self.output_size:
+            self.enforce_limits()
         self.last_sweep_seconds = time.monotonic() - started
 
     def heartbeat(self) -> None:
@@ -120,6 +132,33 @@ class JobHandler:
                     runner.recover(job, destination)
             except Exception as exc:
                 self._fail(job, f"could not recover the job: {exc}")
+
+    def adopt_orphans(self) -> None:
+        """Jobs of a handler silent for handler_heartbeat_timeout, sent to a tag of mine:
+        take them over and re-attach (Galaxy leaves them orphaned, its issue 10243)."""
+        silent_since = utcnow() - timedelta(seconds=self.ctx.config.handler_heartbeat_timeout)
+        for job in self.store.adopt_orphans(self.name, self.tags, silent_since):
+            log.warning("handler %s: adopted job %s (%s) from a silent handler",
+                        self.name, job["id"], job["state"])
+            try:
+                runner, destination = self.runner_for(job)
+                runner.recover(job, destination)
+            except Exception as exc:
+                self._fail(job, f"could not re-attach the adopted job: {exc}")
+
+    def enforce_limits(self) -> None:
+        """walltime and output_size from <limits>, on my running jobs."""
+        now = utcnow()
+        for job in self.store.owned_jobs(self.name, states=(models.RUNNING,)):
+            runner, _ = self.runner_for(job)
+            if self.walltime and job["start_time"] and \
+                    (now - job["start_time"]).total_seconds() > self.walltime:
+                runner.stop_over_limit(job, "walltime_reached",
+                                       f"walltime reached (limit {timedelta(seconds=self.walltime)})")
+            elif self.output_size and job["working_directory"] and \
+                    directory_size(job["working_directory"]) > self.output_size:
+                runner.stop_over_limit(job, "output_size_reached",
+                                       f"output size over the limit of {self.output_size} bytes")
 
     # -- jobs -----------------------------------------------------------------------
     def start(self, job: dict) -> None:
@@ -158,3 +197,14 @@ class JobHandler:
                               from_states=(models.NEW, models.QUEUED, models.RUNNING,
                                            models.DELETING),
                               handler=self.name, info=info)
+
+
+def directory_size(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total

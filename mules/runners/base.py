@@ -9,6 +9,7 @@ import logging
 
 from app import models
 from mules.job_files import JobFiles, working_directory
+from mules.resubmit import matching_rule
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,10 @@ class BaseRunner:
         raise NotImplementedError
 
     def recover(self, job: dict, destination) -> None:
+        raise NotImplementedError
+
+    def stop_over_limit(self, job: dict, reason: str, info: str) -> None:
+        """Stop a running job that broke a <limits> limit; it ends `error` (or is resubmitted)."""
         raise NotImplementedError
 
     def shutdown(self) -> None:
@@ -75,7 +80,13 @@ class BaseRunner:
             return self.end(job, models.OK, None, exit_code=0)
         return self.end(job, models.ERROR, f"exit code {code}", exit_code=code)
 
-    def end(self, job: dict, state: str, info: str | None, **values) -> dict | None:
+    def end(self, job: dict, state: str, info: str | None, reason: str | None = None,
+            **values) -> dict | None:
+        """Record a job's end. A failure that one of the job's <resubmit> rules matches
+        (reason: walltime_reached, memory_limit_reached, or None for other failures) goes
+        back to `new` at the rule's destination instead."""
+        if state == models.ERROR and self._resubmitted(job, info, reason):
+            return None
         row = self.store.transition(job["id"], state,
                                     from_states=(models.NEW, models.QUEUED, models.RUNNING,
                                                  models.DELETING),
@@ -85,3 +96,25 @@ class BaseRunner:
                      job["id"], row["state"], self.handler_name, job["destination_id"],
                      job["runner"], row["external_id"], f" ({info})" if info else "")
         return row
+
+    def _resubmitted(self, job: dict, info: str | None, reason: str | None) -> bool:
+        current = self.store.get_job(job["id"]) or job
+        rule = matching_rule(current, reason)
+        if rule is None or current["state"] not in (models.QUEUED, models.RUNNING):
+            return False
+        job_conf = self.ctx.job_conf
+        try:
+            destination = job_conf.resolve_destination(rule.get("destination") or current["destination_id"])
+        except KeyError:
+            log.warning("job %s: resubmit destination %r is no longer in job_conf.xml",
+                        job["id"], rule.get("destination"))
+            return False
+        why = reason or "failure"
+        row = self.store.resubmit(
+            job["id"], destination_id=destination.id, runner=destination.runner,
+            handler_tag=rule.get("handler") or current["handler_tag"], rules=destination.resubmit,
+            info=f"attempt {current['attempt']} failed ({why}: {info}); resubmitted to {destination.id}")
+        if row:
+            log.info("job %s resubmitted: attempt %s -> destination %s (%s)", job["id"],
+                     row["attempt"], destination.id, why)
+        return row is not None

@@ -98,6 +98,17 @@ class ClusterRunner(BaseRunner):
         self.end(job, models.DELETED, f"cancelled; removed from {self.name}" if external_id
                  else "cancelled before it was submitted")
 
+    def stop_over_limit(self, job, reason, info):
+        with self._lock:
+            watched = self._watched.pop(job["id"], None)
+        if watched is None:
+            return
+        try:
+            self.kill(watched["external_id"])
+        except SchedulerError as exc:
+            log.warning("job %s: could not kill %s: %s", job["id"], watched["external_id"], exc)
+        self.end(job, models.ERROR, info, reason=reason)
+
     def recover(self, job, destination):
         if job.get("external_id"):
             log.info("job %s: re-attached to %s job %s", job["id"], self.name, job["external_id"])
@@ -222,7 +233,8 @@ class ClusterRunner(BaseRunner):
             explained = {"walltime_reached": "walltime reached",
                          "memory_limit_reached": "memory limit reached",
                          "cancelled": "cancelled outside Muleteer"}[status.reason]
-            self.end(job, models.ERROR, f"{explained} ({self.name}: {status.detail})")
+            self.end(job, models.ERROR, f"{explained} ({self.name}: {status.detail})",
+                     reason=status.reason)
             return
         row = self.finish(job, files, wait=0)
         if row and status.detail and row["state"] == models.ERROR and code is None:

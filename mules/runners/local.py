@@ -32,6 +32,7 @@ class LocalRunner(BaseRunner):
         self._queue: queue.Queue = queue.Queue()
         self._pids: dict[int, int] = {}  # job id -> pid (= process group) of running jobs
         self._watched: dict[int, tuple] = {}  # recovered jobs: job id -> (job, files, pid)
+        self._over_limit: dict[int, tuple] = {}  # job id -> (reason, info) of a limit kill
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"local-{i}", daemon=True)
                          for i in range(plugin.workers)]
@@ -57,6 +58,23 @@ class LocalRunner(BaseRunner):
         timer = threading.Timer(KILL_GRACE, _kill_group, (pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
+
+    def stop_over_limit(self, job, reason, info):
+        pid = self._pids.get(job["id"]) or (self._watched.get(job["id"]) or (None, None, None))[2]
+        if pid is None:
+            return
+        self._over_limit[job["id"]] = (reason, info)
+        _kill_group(pid, signal.SIGTERM)
+        timer = threading.Timer(KILL_GRACE, _kill_group, (pid, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+    def _ended(self, job, files):
+        over = self._over_limit.pop(job["id"], None)
+        if over:
+            self.end(job, models.ERROR, over[1], reason=over[0])
+        else:
+            self.finish(job, files)
 
     def recover(self, job, destination):
         files = self.files(job)
@@ -114,7 +132,7 @@ class LocalRunner(BaseRunner):
         if not self.mark_running(job, str(pid)):
             _kill_group(pid, signal.SIGKILL)  # cancelled while we were starting it
         os.waitpid(pid, 0)
-        self.finish(job, files)
+        self._ended(job, files)
 
     def _watch(self):
         """Poll the jobs re-attached after a restart (they are not our children)."""
@@ -128,7 +146,7 @@ class LocalRunner(BaseRunner):
                 with self._lock:
                     self._watched.pop(job_id, None)
                 try:
-                    self.finish(job, files)
+                    self._ended(job, files)
                 except Exception:
                     log.exception("job %s: finishing a recovered job failed", job_id)
 

@@ -149,3 +149,69 @@ class UwsgiServer:
                 raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s: {job}\n"
                                      f"{self.log_tail()}")
             time.sleep(0.1)
+
+
+MARKER_TOOL = """<tool id="marker" name="Marker" version="1.0.0">
+    <description>append this job's id to a file, to count how often each job ran</description>
+    <command>echo "$$MULETEER_JOB_ID" >> {path}; sleep $seconds</command>
+    <inputs><param name="seconds" type="float" value="0" min="0" max="600"/></inputs>
+</tool>
+"""
+
+
+def tools_with_marker(directory: str) -> tuple[str, str]:
+    """A tool_path with the shipped tools plus `marker`; returns (tool_path, markers file)."""
+    import shutil
+    tool_path = os.path.join(directory, "tools")
+    shutil.copytree(os.path.join(REPO, "tools"), tool_path, dirs_exist_ok=True)
+    markers = os.path.join(directory, "markers.txt")
+    with open(os.path.join(tool_path, "marker.xml"), "w") as fh:
+        fh.write(MARKER_TOOL.format(path=markers))
+    return tool_path, markers
+
+
+def runs_per_job(markers: str) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    try:
+        with open(markers) as fh:
+            for line in fh:
+                if line.strip().isdigit():
+                    counts[int(line)] = counts.get(int(line), 0) + 1
+    except FileNotFoundError:
+        pass
+    return counts
+
+
+class WeblessHandler:
+    """scripts/job-handler as a real process, stopped or killed by its pid."""
+
+    def __init__(self, config_file: str, name: str):
+        self.config_file, self.name = config_file, name
+        directory = os.path.dirname(config_file)
+        self.pid_file = os.path.join(directory, f"{name}.pid")
+        self.log_file = os.path.join(directory, f"{name}.log")
+        self.process = None
+
+    def start(self) -> "WeblessHandler":
+        log = open(self.log_file, "ab")
+        self.process = subprocess.Popen(
+            [os.path.join(REPO, "scripts", "job-handler"), "-c", self.config_file,
+             "--server-name", self.name, "--pid-file", self.pid_file],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
