@@ -2,15 +2,19 @@
 # Install what the tests need, start the test services, run every test.
 #   ./run_tests.sh                  everything
 #   ./run_tests.sh tests/unit -k x  extra arguments go to pytest
-# The single-node Slurm (+ TORQUE wrappers) and Grid Engine are installed from Debian's
-# packages and started by scripts/cluster/up (seconds when already up); they stay up
-# afterwards for the next run; scripts/cluster/down stops them.
+# The single-node Slurm (+ TORQUE wrappers) and Grid Engine, and a private PostgreSQL, are
+# installed from Debian's packages and started by scripts/cluster/up and scripts/postgres-up
+# (seconds when already up); they stay up for the next run; scripts/cluster/down and
+# scripts/postgres-down stop them.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup-venv requirements-test.txt
 scripts/cluster/up
 . scripts/cluster/env.sh
-# With the clusters brought up here, a cluster test that cannot reach one must fail, not skip.
-export MULETEER_REQUIRE_CLUSTERS=1
+# PostgreSQL (Debian's package) on a private port and data dir: store and strategy tests
+# run on it as well as on SQLite. scripts/postgres-down stops it.
+scripts/postgres-up >/dev/null
+# With the services brought up here, a test that cannot reach one must fail, not skip.
+export MULETEER_REQUIRE_CLUSTERS=1 MULETEER_REQUIRE_POSTGRES=1
 # pytest exits 5 when it collected no test: that fails this script too (non-zero).
 exec .venv/bin/python -m pytest -ra -q "${@:-tests}"

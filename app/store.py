@@ -147,8 +147,12 @@ class JobStore:
         if limited:
             pending = pending.where(job.c.destination_id.not_in(list(limited)))
         if self.dialect == "postgresql":
-            pending = pending.with_for_update(skip_locked=True)
-        claimed = self._claim(handler_name, job.c.id.in_(pending.scalar_subquery()))
+            # Lock the candidates first, then update exactly those: inside one UPDATE, PostgreSQL
+            # may rescan a LIMIT ... SKIP LOCKED subquery, skip the rows it just locked and
+            # so claim more than `limit`.
+            claimed = self._claim(handler_name, None, pick=pending.with_for_update(skip_locked=True))
+        else:
+            claimed = self._claim(handler_name, job.c.id.in_(pending.scalar_subquery()))
         for destination_id, maximum in limited.items():
             while len(claimed) < limit:
                 row = self._claim_limited(handler_name, tags, destination_id, maximum)
@@ -192,15 +196,23 @@ class JobStore:
         claimed = self._claim(handler_name, condition, lock=lock)
         return claimed[0] if claimed else None
 
-    def _claim(self, handler_name, condition, lock=None) -> list[dict]:
+    def _claim(self, handler_name, condition, lock=None, pick=None) -> list[dict]:
         now = utcnow()
-        stmt = (update(job).where(condition, job.c.state == models.NEW, job.c.handler.is_(None))
-                .values(state=models.QUEUED, handler=handler_name, queued_time=now, update_time=now)
-                .returning(*job.c))
         with self.engine.begin() as conn:
             if lock is not None:
                 conn.execute(lock)
-            rows = [dict(r) for r in conn.execute(stmt).mappings().all()]
+            if pick is not None:
+                ids = conn.execute(pick).scalars().all()
+                if not ids:
+                    return []
+                condition = job.c.id.in_(ids)
+            stmt = (update(job).where(condition, job.c.state == models.NEW, job.c.handler.is_(None))
+                    .values(state=models.QUEUED, handler=handler_name, queued_time=now,
+                            update_time=now)
+                    .returning(*job.c))
+            # Oldest first: RETURNING has no order on PostgreSQL.
+            rows = sorted((dict(r) for r in conn.execute(stmt).mappings().all()),
+                          key=lambda r: r["id"])
             if rows:
                 conn.execute(insert(job_state_history), [
                     dict(job_id=r["id"], state=models.QUEUED, handler=handler_name, create_time=now)

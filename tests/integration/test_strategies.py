@@ -1,8 +1,10 @@
 """Handler strategies and never losing a job, with real uWSGI and real webless handlers."""
 import time
 
+import pytest
 import requests
 
+from tests.support.postgres import fresh_database
 from tests.support.uwsgi_server import (UwsgiServer, WeblessHandler, runs_per_job,
                                         tools_with_marker)
 
@@ -16,8 +18,10 @@ WEBLESS_CONF = """<job_conf>
 </job_conf>"""
 
 
-def webless_server(tmp_path, job_conf=WEBLESS_CONF, **galaxy):
+def webless_server(tmp_path, job_conf=WEBLESS_CONF, database="sqlite", **galaxy):
     tool_path, markers = tools_with_marker(str(tmp_path))
+    if database == "postgresql":
+        galaxy["database_connection"] = fresh_database(f"it_{tmp_path.name}")
     srv = UwsgiServer(str(tmp_path), job_conf=job_conf, mules=0,
                       galaxy={"tool_path": tool_path, "handler_heartbeat_timeout": 3, **galaxy})
     return srv, markers
@@ -67,9 +71,9 @@ def test_all_in_one_the_web_worker_that_takes_a_job_runs_it(tmp_path):
         srv.stop()
 
 
-def test_two_webless_handlers_share_a_backlog_and_run_each_job_once(tmp_path):
-    srv, markers = webless_server(tmp_path)
-    srv.start_handlers = False
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_webless_handlers_share_a_backlog_and_run_each_job_once(tmp_path, database):
+    srv, markers = webless_server(tmp_path, database=database)
     srv.start()
     handlers = [WeblessHandler(srv.config_file, f"handler{i}") for i in range(2)]
     try:
@@ -112,10 +116,11 @@ def test_a_dead_webless_handlers_jobs_are_adopted_and_finish(tmp_path):
         srv.stop()
 
 
-def test_destination_total_concurrent_jobs_is_never_exceeded(tmp_path):
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_destination_total_concurrent_jobs_is_never_exceeded(tmp_path, database):
     conf = WEBLESS_CONF.replace("</job_conf>", """<limits>
         <limit type="destination_total_concurrent_jobs" id="local">2</limit></limits></job_conf>""")
-    srv, markers = webless_server(tmp_path, job_conf=conf)
+    srv, markers = webless_server(tmp_path, job_conf=conf, database=database)
     srv.start()
     handlers = [WeblessHandler(srv.config_file, f"handler{i}").start() for i in range(2)]
     try:

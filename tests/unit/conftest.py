@@ -75,11 +75,20 @@ def write(tmp_path):
     return _write
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """The store tests run on both databases: SQLite, and the private PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/jobs.sqlite"
+    from tests.support.postgres import fresh_database
+    return fresh_database(f"unit_{os.getpid()}")
+
+
 @pytest.fixture
-def store(tmp_path):
+def store(database_url):
     from app.store import JobStore
 
-    store = JobStore(f"sqlite:///{tmp_path}/jobs.sqlite")
+    store = JobStore(database_url)
     store.migrate()
     yield store
     store.engine.dispose()

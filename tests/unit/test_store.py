@@ -268,10 +268,10 @@ def test_handlers_counts_unclaimed_once_when_the_name_is_among_the_tags(store, m
     assert store.handlers()[0]["unclaimed"] == 2
 
 
-def test_migrate_twice_is_a_no_op(store, make_job, tmp_path):
+def test_migrate_twice_is_a_no_op(store, make_job, database_url):
     job = make_job("t")
     store.migrate()
-    again = JobStore(f"sqlite:///{tmp_path}/jobs.sqlite")
+    again = JobStore(database_url)
     try:
         again.migrate()
         with again.engine.connect() as conn:
@@ -294,3 +294,72 @@ def test_sqlite_file_uses_wal_and_its_directory_is_created(tmp_path):
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     finally:
         store.engine.dispose()
+
+
+def test_destination_limit_holds_when_handlers_claim_at_once(store, make_job):
+    """destination_total_concurrent_jobs: 8 threads claiming 40 jobs of a destination
+    limited to 3 take exactly 3; the count and the claim are one statement."""
+    for _ in range(40):
+        make_job("t", destination_id="small")
+    claimed = []
+    lock = threading.Lock()
+
+    def claim(i):
+        rows = store.claim_new(f"h{i}", ["t"], destination_limits={"small": 3})
+        with lock:
+            claimed.extend(rows)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(claimed) == 3
+    finished = claimed[0]
+    store.transition(finished["id"], models.OK, from_states=(models.QUEUED,))
+    assert len(store.claim_new("h9", ["t"], destination_limits={"small": 3})) == 1
+
+
+def test_claim_job_respects_the_destination_limit(store, make_job):
+    jobs = [make_job("t", destination_id="small") for _ in range(3)]
+    assert store.claim_job(jobs[0]["id"], "h", ["t"], {"small": 1})
+    assert store.claim_job(jobs[1]["id"], "h", ["t"], {"small": 1}) is None
+    assert store.claim_job(jobs[2]["id"], "h", ["t"], {"other": 1})  # a limit elsewhere
+
+
+def test_adopt_orphans_takes_only_silent_handlers_jobs_of_my_tags(store, make_job):
+    from datetime import timedelta
+    from app.store import utcnow
+    store.heartbeat("dead", ("dead", "t"), "webless")
+    store.heartbeat("alive", ("alive", "t"), "webless")
+    mine = [make_job("t") for _ in range(2)]
+    other_tag = make_job("u")
+    store.claim_job(mine[0]["id"], "dead", ["t"])
+    store.claim_job(mine[1]["id"], "alive", ["t"])
+    store.claim_job(other_tag["id"], "dead", ["u"])
+    assert store.adopt_orphans("me", ["t"], utcnow() - timedelta(seconds=60)) == []
+    store.heartbeat("alive", ("alive", "t"), "webless")  # alive stays fresh; dead does not
+    dead = next(h for h in store.handlers() if h["name"] == "dead")
+    cutoff = dead["last_seen"] + timedelta(microseconds=1)  # after dead's, before alive's
+    adopted = store.adopt_orphans("me", ["t"], cutoff)
+    assert [j["id"] for j in adopted] == [mine[0]["id"]]
+    assert store.get_job(mine[0]["id"])["handler"] == "me"
+    assert store.get_job(mine[1]["id"])["handler"] == "alive"
+    assert store.get_job(other_tag["id"])["handler"] == "dead"  # not sent to my tags
+    assert "adopted" in store.history(mine[0]["id"])[-1]["info"]
+    # Taken once: nothing is left for a second adopter.
+    assert store.adopt_orphans("me2", ["t"], cutoff) == []
+
+
+def test_resubmit_stores_the_next_rules_and_counts_attempts(store, make_job):
+    job = make_job("t", resubmit=[{"condition": "any_failure", "destination": "b"}])
+    assert json.loads(store.get_job(job["id"])["resubmit"])[0]["destination"] == "b"
+    store.claim_job(job["id"], "h", ["t"])
+    row = store.resubmit(job["id"], destination_id="b", runner="local", handler_tag="t",
+                         rules=[{"condition": "attempt < 3", "destination": "b"}], info="again")
+    assert (row["state"], row["attempt"], row["destination_id"], row["handler"]) == \
+        (models.NEW, 2, "b", None)
+    assert json.loads(row["resubmit"]) == [{"condition": "attempt < 3", "destination": "b"}]
+    assert store.history(job["id"])[-1]["info"] == "again"
+    assert store.resubmit(job["id"], destination_id="b", runner="local", handler_tag="t",
+                          rules=[], info="not from new") is None
