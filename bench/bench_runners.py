@@ -76,13 +76,15 @@ def in_flight(runner_name, n, interval, timeout):
         os.chmod(tmp, 0o755)
         ctx = make_context(tmp, interval)
         runner = load_runner(ctx, plugin, "bench")
-        ids = [new_job(ctx.store, destination, "sleep 1")["id"] for _ in range(n)]
+        ids = [new_job(ctx.store, destination, "sleep 60")["id"] for _ in range(n)]
         for job_id in ids:
             runner.submit(ctx.store.get_job(job_id), destination)
-        # Count status calls only while all N are in flight on the scheduler.
+        # Count status calls only once all N are on the scheduler (submitted, not ended).
         deadline = time.monotonic() + timeout
         while runner.watched_count() < n and time.monotonic() < deadline:
             time.sleep(0.05)
+        if runner.watched_count() < n:
+            print(f"  {runner_name}: only {runner.watched_count()} of {n} jobs in flight")
         calls_before, window_start = runner.status_calls, time.monotonic()
         time.sleep(interval * 5)
         in_flight_seconds = time.monotonic() - window_start

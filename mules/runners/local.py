@@ -79,6 +79,10 @@ class LocalRunner(BaseRunner):
     def recover(self, job, destination):
         files = self.files(job)
         pid = int(job["external_id"]) if job.get("external_id") else files.pid()
+        if pid is None and job["state"] == models.QUEUED:
+            # The handler may have died between starting the script and the script writing
+            # its pid file: look for the script itself before starting it a second time.
+            pid = _find_job_process(files.path(SCRIPT))
         if files.exit_code() is not None:
             self.finish(job, files, wait=0)
         elif pid and _is_job_process(pid, files.path(SCRIPT)):
@@ -165,3 +169,16 @@ def _is_job_process(pid: int, script: str) -> bool:
             return script.encode() in fh.read()
     except OSError:
         return False
+
+
+def _find_job_process(script: str) -> int | None:
+    """The job script's session leader (its subshells share its command line)."""
+    found = [int(e.name) for e in os.scandir("/proc")
+             if e.name.isdigit() and _is_job_process(int(e.name), script)]
+    for pid in found:
+        try:
+            if os.getsid(pid) == pid:
+                return pid
+        except ProcessLookupError:
+            pass
+    return found[0] if found else None

@@ -1,0 +1,138 @@
+"""Fault tests: with 1,000 jobs in flight, kill things; no job is lost and none runs twice.
+
+Every job runs the `marker` tool, which appends its job id to one file: each id must be
+there exactly once, and every accepted job must end `ok`. Loopback only, bounded loops.
+"""
+import os
+import signal
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from tests.support.uwsgi_server import UwsgiServer, runs_per_job, tools_with_marker
+
+N = 1000
+
+
+def marker_server(tmp_path):
+    tool_path, markers = tools_with_marker(str(tmp_path))
+    srv = UwsgiServer(str(tmp_path), mules=3, galaxy={"tool_path": tool_path})
+    return srv.start(), markers
+
+
+def submit_all(srv, n=N, clients=8):
+    """Submit n marker jobs from several clients, retrying while the server is away.
+    Returns the ids the server accepted (201)."""
+    def worker(count):
+        session, ids = requests.Session(), []
+        deadline = time.monotonic() + 180
+        while len(ids) < count and time.monotonic() < deadline:
+            try:
+                response = session.post(f"{srv.url}/api/jobs", timeout=30,
+                                        json={"tool_id": "marker", "params": {}})
+            except requests.RequestException:
+                time.sleep(0.2)
+                continue
+            if response.status_code == 201:
+                ids.append(response.json()["id"])
+            else:
+                assert response.status_code >= 500, response.text  # a dying worker, not bad input
+                time.sleep(0.2)
+        return ids
+
+    with ThreadPoolExecutor(clients) as pool:
+        shares = [n // clients + (i < n % clients) for i in range(clients)]
+        return [i for ids in pool.map(worker, shares) for i in ids]
+
+
+def assert_each_ran_once(srv, markers, accepted, timeout=180):
+    """Every job in the database (accepted, or committed before its answer was lost)
+    ends ok, and its script ran exactly once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        totals = {s: requests.get(f"{srv.url}/api/jobs", params={"state": s, "limit": 1},
+                                  timeout=30).json()["total"]
+                  for s in ("new", "queued", "running", "deleting", "error", "deleted")}
+        if not any(totals.values()):
+            break
+        assert totals["error"] == totals["deleted"] == 0, totals
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"jobs still active after {timeout} s: {totals}\n{srv.log_tail()}")
+    total = requests.get(f"{srv.url}/api/jobs", params={"tool_id": "marker", "state": "ok",
+                                                        "limit": 1}, timeout=30).json()["total"]
+    runs = runs_per_job(markers)
+    assert set(accepted) <= set(runs), "an accepted job never ran"
+    assert len(runs) == total, (len(runs), total)
+    twice = {job_id: n for job_id, n in runs.items() if n != 1}
+    assert not twice, f"ran more than once: {twice}"
+
+
+def handler_pid(srv, name):
+    handlers = requests.get(f"{srv.url}/api/handlers", timeout=30).json()["handlers"]
+    return next(h["pid"] for h in handlers if h["name"] == name)
+
+
+def test_kill_9_of_a_mule_loses_nothing(tmp_path):
+    srv, markers = marker_server(tmp_path)
+    try:
+        victim = handler_pid(srv, "main.job-handlers.2")
+        timer = threading.Timer(1.5, os.kill, (victim, signal.SIGKILL))
+        timer.start()
+        accepted = submit_all(srv)
+        timer.join()
+        assert len(accepted) == N
+        assert_each_ran_once(srv, markers, accepted)
+        assert handler_pid(srv, "main.job-handlers.2") != victim  # uWSGI respawned it
+    finally:
+        srv.stop()
+
+
+def test_kill_9_of_a_web_worker_loses_nothing(tmp_path):
+    srv, markers = marker_server(tmp_path)
+    try:
+        victim = handler_pid(srv, "main.web.1")
+        timer = threading.Timer(1.5, os.kill, (victim, signal.SIGKILL))
+        timer.start()
+        accepted = submit_all(srv)
+        timer.join()
+        assert len(accepted) == N
+        assert_each_ran_once(srv, markers, accepted)
+    finally:
+        srv.stop()
+
+
+def test_stop_and_start_of_the_server_loses_nothing(tmp_path):
+    srv, markers = marker_server(tmp_path)
+    try:
+        accepted = submit_all(srv)
+        srv.stop()  # SIGTERM to the master, as ./run.sh --stop does, with jobs in flight
+        srv.start()
+        assert_each_ran_once(srv, markers, accepted)
+    finally:
+        srv.stop()
+
+
+def test_a_briefly_locked_database_loses_nothing(tmp_path):
+    srv, markers = marker_server(tmp_path)
+    database = os.path.join(srv.directory, "database", "universe.sqlite")
+
+    def lock_database():
+        conn = sqlite3.connect(database, timeout=30)
+        conn.execute("BEGIN EXCLUSIVE")
+        time.sleep(3)
+        conn.rollback()
+        conn.close()
+
+    try:
+        locker = threading.Timer(1.0, lock_database)
+        locker.start()
+        accepted = submit_all(srv)
+        locker.join()
+        assert len(accepted) == N
+        assert_each_ran_once(srv, markers, accepted)
+    finally:
+        srv.stop()
