@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from app import models
@@ -55,6 +56,9 @@ class ClusterRunner(BaseRunner):
         self.submit_retries = int(params.get("submit_retries", 5))
         self.retry_delay = float(params.get("submit_retry_delay", 2.0))
         self.vanished_after = int(params.get("vanished_after_checks", 3))
+        # The exit-code file is the job's own word that it ended: looking for it is a stat,
+        # not a scheduler call, so it is done more often than the status call (0 = never).
+        self.exit_code_check = float(params.get("exit_code_check_interval", 0.25))
         self.status_calls = 0  # scheduler queries made by statuses(), for the benchmark
         self._watched: dict[int, dict] = {}  # job id -> job (with external_id)
         self._misses: dict[int, int] = {}
@@ -183,11 +187,25 @@ class ClusterRunner(BaseRunner):
 
     def _monitor(self):
         interval = self.ctx.config.job_runner_monitor_sleep
-        while not self._stop.wait(interval):
+        tick = min(self.exit_code_check, interval) if self.exit_code_check > 0 else interval
+        next_check = time.monotonic() + interval
+        while not self._stop.wait(tick):
             try:
-                self.check_all()
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + interval
+                    self.check_all()
+                elif self.exit_code_check > 0:
+                    self.check_exit_codes()
             except Exception:
                 log.exception("%s monitor failed", self.name)
+
+    def check_exit_codes(self) -> None:
+        """Finish the jobs whose exit-code file has appeared, without asking the scheduler."""
+        with self._lock:
+            jobs = list(self._watched.values())
+        for job in jobs:
+            if self.files(job).exit_code() is not None:
+                self._done(job, Status(FINISHED, "exit code written"))
 
     def check_all(self) -> None:
         """One scheduler call for every watched job, then act on what changed."""

@@ -8,9 +8,10 @@ Grid Engine's libdrmaa (it loads libjemalloc); run.sh sets it when DRMAA_LIBRARY
 DRMAA 1.0 has no call that reports on many jobs, and asking jobStatus() for every job
 every second is what overloads schedulers (Galaxy's DRMAA runner). So, per interval:
 finished jobs of this session are collected with wait(JOB_IDS_SESSION_ANY, NO_WAIT)
-(one call per finished job, and one that finds none), and jobStatus() is asked only of
-jobs not yet seen running, and of jobs re-attached from an earlier session (wait() cannot
-see those).
+(one call per finished job, and one that finds none); a job is running once its job
+script has written its pid file (the script's first line), which is a file check, not
+a DRM call. jobStatus() is asked only of jobs re-attached from an earlier session,
+which wait() cannot see.
 """
 from __future__ import annotations
 
@@ -62,8 +63,7 @@ class DrmaaRunner(ClusterRunner):
         self.session = self.drmaa.Session()
         self.session.initialize()
         self._drm_lock = threading.Lock()  # one session, used by several threads
-        self._ours: set[str] = set()  # submitted by this session: wait() can reap them
-        self._seen_running: set[str] = set()
+        self._ours: dict[str, object] = {}  # submitted by this session (wait() can reap them) -> files
         self._reaped: dict[str, Status] = {}
         super().__init__(ctx, plugin, handler_name)
 
@@ -95,7 +95,7 @@ class DrmaaRunner(ClusterRunner):
             external_id = self._call(self.session.runJob, template)
         finally:
             self.session.deleteJobTemplate(template)
-        self._ours.add(external_id)
+        self._ours[external_id] = files
         return external_id
 
     def statuses(self, external_ids):
@@ -104,18 +104,22 @@ class DrmaaRunner(ClusterRunner):
         for external_id in external_ids:
             if external_id in self._reaped:
                 found[external_id] = self._reaped.pop(external_id)
-            elif external_id in self._ours and external_id in self._seen_running:
-                found[external_id] = Status(ACTIVE, "running")  # wait() will report its end
+            elif external_id in self._ours:
+                started = self._ours[external_id].pid() is not None
+                found[external_id] = Status(ACTIVE if started else PENDING,
+                                            "running" if started else "queued")
             else:
                 status = self._job_status(external_id)
                 if status is not None:
                     found[external_id] = status
+        self._reaped.clear()  # ends of jobs no longer watched (finished by their exit-code file)
         return found
 
     def _reap_finished(self):
         """Collect every finished job of this session: one wait() call each, no waiting."""
         errors, session = self.drmaa.errors, self.drmaa.Session
         while self._ours:
+            self.status_calls += 1
             try:
                 with self._drm_lock:
                     info = self.session.wait(session.JOB_IDS_SESSION_ANY, session.TIMEOUT_NO_WAIT)
@@ -123,9 +127,7 @@ class DrmaaRunner(ClusterRunner):
                 return
             except errors.DrmaaException as exc:
                 raise SchedulerError(str(exc).strip(), transient=True) from None
-            self.status_calls += 1
-            self._ours.discard(info.jobId)
-            self._seen_running.discard(info.jobId)
+            self._ours.pop(info.jobId, None)
             self._reaped[info.jobId] = describe_exit(info)
 
     def _job_status(self, external_id) -> Status | None:
@@ -137,10 +139,7 @@ class DrmaaRunner(ClusterRunner):
             return None  # gone: finished and reaped, or unknown
         except self.drmaa.errors.DrmaaException as exc:
             raise SchedulerError(str(exc).strip(), transient=True) from None
-        status = Status(_STATES.get(state, PENDING), state)
-        if status.state == ACTIVE:
-            self._seen_running.add(external_id)
-        return status
+        return Status(_STATES.get(state, PENDING), state)
 
     def kill(self, external_id):
         try:
