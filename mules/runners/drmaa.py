@@ -65,6 +65,7 @@ class DrmaaRunner(ClusterRunner):
         self._drm_lock = threading.Lock()  # one session, used by several threads
         self._ours: dict[str, object] = {}  # submitted by this session (wait() can reap them) -> files
         self._reaped: dict[str, Status] = {}
+        self._killed: set[str] = set()  # deleted by us, still to be reaped by wait()
         super().__init__(ctx, plugin, handler_name)
 
     def _call(self, fn, *args):
@@ -118,7 +119,7 @@ class DrmaaRunner(ClusterRunner):
     def _reap_finished(self):
         """Collect every finished job of this session: one wait() call each, no waiting."""
         errors, session = self.drmaa.errors, self.drmaa.Session
-        while self._ours:
+        for _ in range(len(self._ours) + len(self._killed) + 1):  # each call reaps one job
             self.status_calls += 1
             try:
                 with self._drm_lock:
@@ -127,6 +128,14 @@ class DrmaaRunner(ClusterRunner):
                 return
             except errors.DrmaaException as exc:
                 raise SchedulerError(str(exc).strip(), transient=True) from None
+            except Exception as exc:
+                # drmaa-python raises a bare Exception for DRMAA_ERRNO_NO_RUSAGE (code 24):
+                # a job that ended without usage (deleted). That call reaped it; go on.
+                if "code 24" not in str(exc):
+                    raise SchedulerError(str(exc).strip(), transient=True) from None
+                self._killed.clear()
+                continue
+            self._killed.discard(info.jobId)
             self._ours.pop(info.jobId, None)
             self._reaped[info.jobId] = describe_exit(info)
 
@@ -142,6 +151,8 @@ class DrmaaRunner(ClusterRunner):
         return Status(_STATES.get(state, PENDING), state)
 
     def kill(self, external_id):
+        if self._ours.pop(external_id, None) is not None:
+            self._killed.add(external_id)
         try:
             with self._drm_lock:
                 self.session.control(external_id, self.drmaa.JobControlAction.TERMINATE)
