@@ -134,7 +134,7 @@ def _job_text(job_id, name):
     path = _inside(job, name)
     if path is None or not os.path.isfile(path):
         return Response("", mimetype="text/plain")
-    return send_file(path, mimetype="text/plain", max_age=0, conditional=False)
+    return _send(path, mimetype="text/plain")
 
 
 @api.get("/jobs/<int:job_id>/outputs/<name>")
@@ -147,7 +147,21 @@ def job_output(job_id, name):
     path = _inside(job, output.relative_path())
     if path is None or not os.path.isfile(path):
         raise ApiError(404, f"output {name!r} of job {job_id} does not exist (job state: {job['state']})")
-    return send_file(path, as_attachment=True, download_name=os.path.basename(path), max_age=0)
+    return _send(path, as_attachment=True)
+
+
+def _send(path: str, mimetype: str | None = None, as_attachment: bool = False):
+    """A file from a job directory; behind nginx (nginx_x_accel_redirect_base set) nginx
+    sends it itself, so a web worker is not tied up streaming a large output."""
+    base = _ctx().config.nginx_x_accel_redirect_base
+    if base:
+        response = Response(mimetype=mimetype or "application/octet-stream")
+        response.headers["X-Accel-Redirect"] = base.rstrip("/") + path
+        if as_attachment:
+            response.headers["Content-Disposition"] = f'attachment; filename="{os.path.basename(path)}"'
+        return response
+    return send_file(path, mimetype=mimetype, as_attachment=as_attachment,
+                     download_name=os.path.basename(path), max_age=0, conditional=False)
 
 
 def _inside(job, relative: str) -> str | None:

@@ -32,6 +32,7 @@ _SETTINGS = {
     "handler_heartbeat_timeout": (float, 60.0),
     "exit_code_file_wait": (float, 5.0),
     "max_request_body": (int, 1024 * 1024),
+    "nginx_x_accel_redirect_base": (str, ""),
     "log_level": (str, "INFO"),
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -55,6 +56,7 @@ class Config:
     handler_heartbeat_timeout: float = 60.0
     exit_code_file_wait: float = 5.0
     max_request_body: int = 1024 * 1024
+    nginx_x_accel_redirect_base: str = ""
     log_level: str = "INFO"
     uwsgi: dict = field(default_factory=dict)
 
