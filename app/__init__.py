@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from app import uwsgi_env
+from app.accounts import Accounts
+from app.auth import csrf, load_user, secret_key
 from app.context import AppContext, build_context
 from app.dispatch import Dispatcher
 
@@ -15,15 +18,31 @@ log = logging.getLogger(__name__)
 
 def create_app(config_file: str | None = None, ctx: AppContext | None = None) -> Flask:
     ctx = ctx or build_context(config_file or uwsgi_env.config_file())
+    config = ctx.config
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = ctx.config.max_request_body
+    app.config.update(
+        MAX_CONTENT_LENGTH=config.max_request_body,
+        SECRET_KEY=secret_key(config.resolve("database/secret_key")),
+        SESSION_COOKIE_NAME="muleteer_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+    )
     dispatcher = Dispatcher(ctx.job_conf)
+    accounts = Accounts(ctx.store.engine, config.admin_users.split(","))
     app.extensions["muleteer"] = ctx
     app.extensions["muleteer.dispatcher"] = dispatcher
+    app.extensions["muleteer.accounts"] = accounts
 
     from app.api import api
+    from app.pages import pages
+    csrf.init_app(app)
+    csrf.exempt(api)  # API writes: an API key needs no token; a session must send one (auth.py)
+    app.before_request(load_user)
     app.register_blueprint(api)
+    app.register_blueprint(pages)
     _register_error_pages(app)
+    _first_admin(accounts, config)
 
     def after_fork():
         # Pooled connections must not cross a fork; then web worker N runs handler main.web.N.
@@ -35,17 +54,40 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None) ->
     return app
 
 
+def _first_admin(accounts: Accounts, config) -> None:
+    """A fresh install gets an admin, and says how to log in (like a notebook's token)."""
+    if accounts.count():
+        return
+    email = next((e.strip() for e in config.admin_users.split(",") if e.strip()), "admin@localhost")
+    password = secrets.token_urlsafe(12)
+    user = accounts.create_user(email, password, is_admin=True)
+    key = accounts.new_key(user["id"])
+    log.warning("muleteer: created the first admin user. Log in as %s with password %s, or use "
+                "the API key %s (header x-api-key). Both are shown only this once.",
+                email, password, key)
+
+
 def _register_error_pages(app: Flask) -> None:
+    def wants_json() -> bool:
+        return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if exc.code == 413:
             message = (f"request body too large (at most {app.config['MAX_CONTENT_LENGTH']} bytes; "
                        "galaxy.max_request_body)")
+        elif exc.code == 400 and "CSRF" in (exc.description or ""):
+            message = f"{exc.description} Reload the page and try again."
         else:
             message = exc.description
-        return jsonify({"error": message, "path": request.path}), exc.code
+        if wants_json():
+            return jsonify({"error": message, "path": request.path}), exc.code
+        return render_template("error.html", code=exc.code, message=message), exc.code
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return jsonify({"error": "internal server error; the server log has the details"}), 500
+        if wants_json():
+            return jsonify({"error": "internal server error; the server log has the details"}), 500
+        return render_template("error.html", code=500,
+                               message="Internal server error; the server log has the details."), 500

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, session, url_for
 
-from app import models
+from app import models, submission
+from app.accounts import AccountError
+from app.auth import accounts, is_admin, unauthorized_json
 from app.store import iso, job_to_dict
 from app.tools import ParamError
 from mules.job_files import STDERR, STDOUT
@@ -29,6 +31,18 @@ def _api_error(exc: ApiError):
     return jsonify(body), exc.status
 
 
+PUBLIC = {"api.openapi"}
+
+
+@api.before_request
+def _authenticate():
+    if request.endpoint in PUBLIC:
+        return None
+    if g.bad_key or (g.user is None and _ctx().config.require_login):
+        return unauthorized_json()
+    return None
+
+
 def _ctx():
     return current_app.extensions["muleteer"]
 
@@ -38,10 +52,21 @@ def _dispatcher():
 
 
 def _job_or_404(job_id: int) -> dict:
+    """The job if the caller may see it. Another user's job is a 404 like a missing one,
+    so job ids tell nothing about other users."""
     job = _ctx().store.get_job(job_id)
-    if job is None:
+    if job is None or not (is_admin() or (g.user and job["user_id"] == g.user["id"])):
         raise ApiError(404, f"no job {job_id}")
     return job
+
+
+def _owner_id() -> int:
+    """The submitting user; an anonymous visitor (anonymous access on) gets a user of
+    their own, kept in their session, so they too see only their own jobs."""
+    if g.user is None:
+        g.user = accounts().create_anonymous()
+        session["user_id"] = g.user["id"]
+    return g.user["id"]
 
 
 # -- jobs -------------------------------------------------------------------------
@@ -70,14 +95,7 @@ def submit_job():
     except ParamError as exc:
         raise ApiError(400, str(exc), exc.field) from None
 
-    dispatcher = _dispatcher()
-    destination = ctx.job_conf.destination_for(tool_id)
-    handler = dispatcher.handler_for(tool_id)
-    job = ctx.store.create_job(tool_id=tool.id, tool_version=tool.version, params=values,
-                               command_line=tool.command_line(values), handler_tag=handler,
-                               destination_id=destination.id, runner=destination.runner,
-                               resubmit=destination.resubmit)
-    dispatcher.notify(job["id"], handler)  # after the commit, never before
+    job = submission.submit(ctx, _dispatcher(), tool, values, _owner_id())
     response = jsonify(job_to_dict({**job, "handler": None, "external_id": None, "exit_code": None,
                                     "info": None, "queued_time": None, "start_time": None,
                                     "end_time": None}))
@@ -93,8 +111,12 @@ def list_jobs():
         raise ApiError(400, f"{state!r}: expected one of {', '.join(models.STATES)}", "state")
     limit = _int_arg("limit", 50, 1, 1000)
     offset = _int_arg("offset", 0, 0, 10**12)
+    if g.user is None:
+        return jsonify({"jobs": [], "total": 0, "limit": limit, "offset": offset})
+    everyone = is_admin() and request.args.get("all") in ("1", "true")
     rows, total = _ctx().store.list_jobs(state=state, tool_id=request.args.get("tool_id") or None,
-                                         limit=limit, offset=offset)
+                                         limit=limit, offset=offset,
+                                         user_id=None if everyone else g.user["id"])
     return jsonify({"jobs": [job_to_dict(r) for r in rows], "total": total,
                     "limit": limit, "offset": offset})
 
@@ -112,6 +134,8 @@ def _int_arg(name, default, low, high):
 def show_job(job_id):
     job = _job_or_404(job_id)
     d = job_to_dict(job, full=True)
+    if not is_admin():
+        d.pop("command_line")  # admins only: it shows paths of the server
     d["history"] = [{"state": h["state"], "handler": h["handler"], "info": h["info"],
                      "time": iso(h["create_time"])} for h in _ctx().store.history(job_id)]
     tool = _ctx().tools.get(job["tool_id"])
@@ -177,13 +201,9 @@ def _inside(job, relative: str) -> str | None:
 def cancel_job(job_id):
     ctx = _ctx()
     job = _job_or_404(job_id)
-    state = ctx.store.request_cancel(job_id)
-    if state == models.DELETING:
-        _dispatcher().notify(job_id, job["handler"] or job["handler_tag"])
-    elif state is None:
+    if submission.cancel(ctx, _dispatcher(), job) is None:
         job = ctx.store.get_job(job_id)
-        if job["state"] not in (models.DELETED, models.DELETING):
-            raise ApiError(409, f"job {job_id} has already ended ({job['state']}); nothing to cancel")
+        raise ApiError(409, f"job {job_id} has already ended ({job['state']}); nothing to cancel")
     return jsonify(job_to_dict(ctx.store.get_job(job_id)))
 
 
@@ -203,6 +223,8 @@ def show_tool(tool_id):
 
 @api.get("/handlers")
 def list_handlers():
+    if not is_admin():
+        raise ApiError(403, "admins only")
     ctx = _ctx()
     interval = ctx.config.job_handler_monitor_sleep
     handlers = []
@@ -217,3 +239,73 @@ def list_handlers():
     return jsonify({"handlers": handlers, "sweep_interval": interval,
                     "this_worker": {"messages_sent": dispatcher.sent,
                                     "messages_failed": dispatcher.failed}})
+
+
+# -- users and API keys -------------------------------------------------------------------
+def _user_dict(user: dict) -> dict:
+    return {"id": user["id"], "email": user["email"], "is_admin": accounts().is_admin(user),
+            "create_time": iso(user["create_time"])}
+
+
+def _user_or_404(user_id: int) -> dict:
+    user = accounts().get(user_id)
+    if user is None or not (is_admin() or g.user["id"] == user_id):
+        raise ApiError(404, f"no user {user_id}")
+    return user
+
+
+@api.get("/users/current")
+def current_user():
+    return jsonify(_user_dict(g.user)) if g.user else (jsonify({"error": "anonymous"}), 404)
+
+
+@api.get("/users")
+def list_users():
+    if not is_admin():
+        raise ApiError(403, "admins only")
+    return jsonify([_user_dict(u) for u in accounts().users()])
+
+
+@api.post("/users")
+def create_user():
+    if not is_admin():
+        raise ApiError(403, "admins only")
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, 'expected {"email": ..., "password": ...}', "body")
+    try:
+        user = accounts().create_user(body.get("email"), body.get("password"),
+                                      is_admin=bool(body.get("is_admin")))
+    except AccountError as exc:
+        raise ApiError(400, exc.message, exc.field) from None
+    return jsonify(_user_dict(user)), 201
+
+
+@api.post("/users/<int:user_id>/api_keys")
+def create_api_key(user_id):
+    user = _user_or_404(user_id)
+    if accounts().is_anonymous(user):
+        raise ApiError(403, "anonymous users cannot have API keys")
+    key = accounts().new_key(user["id"])
+    return jsonify({"key": key, "note": "shown once: only its hash is stored"}), 201
+
+
+@api.get("/users/<int:user_id>/api_keys")
+def list_api_keys(user_id):
+    user = _user_or_404(user_id)
+    return jsonify([{"id": k["id"], "prefix": k["prefix"], "create_time": iso(k["create_time"])}
+                    for k in accounts().keys(user["id"])])
+
+
+@api.delete("/users/<int:user_id>/api_keys/<int:key_id>")
+def delete_api_key(user_id, key_id):
+    user = _user_or_404(user_id)
+    if not accounts().delete_key(user["id"], key_id):
+        raise ApiError(404, f"no key {key_id}")
+    return jsonify({"deleted": key_id})
+
+
+@api.get("/openapi.json")
+def openapi():
+    from app.openapi import spec
+    return jsonify(spec())

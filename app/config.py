@@ -33,6 +33,10 @@ _SETTINGS = {
     "exit_code_file_wait": (float, 5.0),
     "max_request_body": (int, 1024 * 1024),
     "nginx_x_accel_redirect_base": (str, ""),
+    "admin_users": (str, ""),
+    "require_login": (bool, True),
+    "bootstrap_admin_api_key": (str, ""),
+    "login_attempts_per_10_minutes": (int, 10),
     "log_level": (str, "INFO"),
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -57,6 +61,10 @@ class Config:
     exit_code_file_wait: float = 5.0
     max_request_body: int = 1024 * 1024
     nginx_x_accel_redirect_base: str = ""
+    admin_users: str = ""
+    require_login: bool = True
+    bootstrap_admin_api_key: str = ""
+    login_attempts_per_10_minutes: int = 10
     log_level: str = "INFO"
     uwsgi: dict = field(default_factory=dict)
 
@@ -120,6 +128,8 @@ def _coerce(config_file, name, raw):
         if not isinstance(raw, str) or raw.upper() not in _LOG_LEVELS:
             raise ConfigError(f"{where}: expected one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
         return raw.upper()
+    if kind is bool and isinstance(raw, bool):
+        return raw
     if kind is str and isinstance(raw, (str, type(None))):
         return raw or ""
     if kind is dict and isinstance(raw, dict):

@@ -1,6 +1,6 @@
 """The database schema (SQLAlchemy Core). Alembic migrations in app/migrations create it."""
-from sqlalchemy import (Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
-                        Table, Text)
+from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData,
+                        String, Table, Text)
 
 metadata = MetaData()
 
@@ -37,6 +37,7 @@ job = Table(
     # destination it is on, kept with the job so later attempts still follow them.
     Column("attempt", Integer, nullable=False, default=1, server_default="1"),
     Column("resubmit", Text, nullable=False, default="[]", server_default="[]"),
+    Column("user_id", Integer),  # the owner; only they (and admins) see the job
     Index("ix_job_state_handler_tag", "state", "handler_tag"),
     Index("ix_job_handler_state", "handler", "state"),
     Index("ix_job_tool_id", "tool_id"),
@@ -64,4 +65,34 @@ handler = Table(
     Column("last_seen", DateTime, nullable=False),
     Column("messages_failed", Integer, nullable=False, default=0),
     Column("sweep_seconds", Float),
+)
+
+# Galaxy's table name: `user` is a reserved word in PostgreSQL.
+galaxy_user = Table(
+    "galaxy_user", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(255), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("create_time", DateTime, nullable=False),
+)
+
+# Keys are shown once and stored as SHA-256: they are 32 random bytes, so a fast hash is
+# enough (unlike passwords, which get werkzeug's salted scrypt).
+api_key = Table(
+    "api_key", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("galaxy_user.id"), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(8), nullable=False),
+    Column("create_time", DateTime, nullable=False),
+    Column("last_used", DateTime),
+)
+
+login_attempt = Table(
+    "login_attempt", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ip", String(64), nullable=False),
+    Column("email", String(255), nullable=False),
+    Column("create_time", DateTime, nullable=False),
 )

@@ -82,13 +82,14 @@ class JobStore:
 
     # -- web side -----------------------------------------------------------------
     def create_job(self, *, tool_id, tool_version, params, command_line, handler_tag,
-                   destination_id, runner, resubmit=()) -> dict:
+                   destination_id, runner, resubmit=(), user_id=None) -> dict:
         """INSERT the job in state `new` and COMMIT; only then may anyone be told of it."""
         now = utcnow()
         row = dict(tool_id=tool_id, tool_version=tool_version, params=json.dumps(params),
                    command_line=command_line, state=models.NEW, handler_tag=handler_tag,
                    destination_id=destination_id, runner=runner, create_time=now,
-                   update_time=now, attempt=1, resubmit=json.dumps(list(resubmit)))
+                   update_time=now, attempt=1, resubmit=json.dumps(list(resubmit)),
+                   user_id=user_id)
         with self.engine.begin() as conn:
             job_id = conn.execute(insert(job).values(**row)).inserted_primary_key[0]
             conn.execute(insert(job_state_history).values(
@@ -100,8 +101,11 @@ class JobStore:
             row = conn.execute(select(job).where(job.c.id == job_id)).mappings().first()
         return dict(row) if row else None
 
-    def list_jobs(self, *, state=None, tool_id=None, limit=50, offset=0):
+    def list_jobs(self, *, state=None, tool_id=None, limit=50, offset=0, user_id=None):
+        """Jobs newest first; user_id limits them to one owner (None: everyone's)."""
         conditions = []
+        if user_id is not None:
+            conditions.append(job.c.user_id == user_id)
         if state:
             conditions.append(job.c.state == state)
         if tool_id:
@@ -355,6 +359,7 @@ def job_to_dict(row: dict, *, full: bool = False) -> dict:
         "state": row["state"], "handler": row["handler"] or row["handler_tag"],
         "handler_tag": row["handler_tag"], "destination": row["destination_id"],
         "runner": row["runner"], "external_id": row["external_id"], "exit_code": row["exit_code"],
+        "user_id": row.get("user_id"), "attempt": row.get("attempt", 1),
         "info": row["info"], "create_time": iso(row["create_time"]),
         "queued_time": iso(row["queued_time"]), "start_time": iso(row["start_time"]),
         "end_time": iso(row["end_time"]), "update_time": iso(row["update_time"]),

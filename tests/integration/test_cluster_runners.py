@@ -66,7 +66,7 @@ def cluster_server(request, tmp_path_factory):
 
 
 def stdout(srv, job_id):
-    return requests.get(f"{srv.url}/api/jobs/{job_id}/stdout", timeout=10).text
+    return srv.http.get(f"{srv.url}/api/jobs/{job_id}/stdout", timeout=10).text
 
 
 def test_a_job_ends_ok_with_its_stdout(cluster_server):
@@ -91,7 +91,7 @@ def test_a_cancelled_running_job_ends_deleted_and_leaves_the_scheduler(cluster_s
     srv = cluster_server
     job = srv.submit("sleep", seconds=600)
     running = srv.wait(job["id"], states=("running",), timeout=90)
-    assert requests.delete(f"{srv.url}/api/jobs/{job['id']}", timeout=10).status_code == 200
+    assert srv.http.delete(f"{srv.url}/api/jobs/{job['id']}", timeout=10).status_code == 200
     assert srv.wait(job["id"], timeout=30)["state"] == "deleted"
     external_id = running["external_id"]
     deadline = time.monotonic() + 30

@@ -27,7 +27,7 @@ def submit_all(srv, n=N, clients=8):
     """Submit n marker jobs from several clients, retrying while the server is away.
     Returns the ids the server accepted (201)."""
     def worker(count):
-        session, ids = requests.Session(), []
+        session, ids = srv.session(), []
         deadline = time.monotonic() + 180
         while len(ids) < count and time.monotonic() < deadline:
             try:
@@ -53,7 +53,7 @@ def assert_each_ran_once(srv, markers, accepted, timeout=180):
     ends ok, and its script ran exactly once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        totals = {s: requests.get(f"{srv.url}/api/jobs", params={"state": s, "limit": 1},
+        totals = {s: srv.http.get(f"{srv.url}/api/jobs", params={"state": s, "limit": 1},
                                   timeout=30).json()["total"]
                   for s in ("new", "queued", "running", "deleting", "error", "deleted")}
         if not any(totals.values()):
@@ -62,7 +62,7 @@ def assert_each_ran_once(srv, markers, accepted, timeout=180):
         time.sleep(0.5)
     else:
         raise AssertionError(f"jobs still active after {timeout} s: {totals}\n{srv.log_tail()}")
-    total = requests.get(f"{srv.url}/api/jobs", params={"tool_id": "marker", "state": "ok",
+    total = srv.http.get(f"{srv.url}/api/jobs", params={"tool_id": "marker", "state": "ok",
                                                         "limit": 1}, timeout=30).json()["total"]
     runs = runs_per_job(markers)
     assert set(accepted) <= set(runs), "an accepted job never ran"
@@ -72,7 +72,7 @@ def assert_each_ran_once(srv, markers, accepted, timeout=180):
 
 
 def handler_pid(srv, name):
-    handlers = requests.get(f"{srv.url}/api/handlers", timeout=30).json()["handlers"]
+    handlers = srv.http.get(f"{srv.url}/api/handlers", timeout=30).json()["handlers"]
     return next(h["pid"] for h in handlers if h["name"] == name)
 
 

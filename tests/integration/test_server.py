@@ -23,7 +23,7 @@ def test_200_concurrent_jobs_all_end_ok_with_their_stdout(server):
         job = server.wait(job_id, timeout=120)
         assert job["state"] == "ok", job
         assert job["exit_code"] == 0
-        stdout = requests.get(f"{server.url}/api/jobs/{job_id}/stdout", timeout=10).text
+        stdout = server.http.get(f"{server.url}/api/jobs/{job_id}/stdout", timeout=10).text
         assert stdout == f"line-{i}\nline-{i}\n"
         handlers.add(job["handler"])
         assert [h["state"] for h in job["history"]] == ["new", "queued", "running", "ok"]
@@ -38,20 +38,20 @@ def test_tool_mapped_to_mule_2_runs_on_mule_2(server):
         assert job["state"] == "ok"
         assert job["handler"] == "main.job-handlers.2"
         assert job["handler_tag"] == "main.job-handlers.2"
-    digest = requests.get(f"{server.url}/api/jobs/{job['id']}/outputs/digest", timeout=10)
+    digest = server.http.get(f"{server.url}/api/jobs/{job['id']}/outputs/digest", timeout=10)
     assert digest.status_code == 200
     assert digest.text.startswith("900150983cd24fb0d6963f7d28e17f72")
 
 
 def test_tool_mapped_to_web_worker_1_runs_in_web_worker_1(server):
-    handlers = {h["name"]: h for h in requests.get(f"{server.url}/api/handlers").json()["handlers"]}
+    handlers = {h["name"]: h for h in server.http.get(f"{server.url}/api/handlers").json()["handlers"]}
     for _ in range(4):  # some of these POSTs land on worker 2, which must not take them
         job = server.wait(server.submit("word_count", text="one two three")["id"])
         assert job["state"] == "ok"
         assert job["handler"] == "main.web.1"
         history = [h for h in job["history"] if h["state"] == "running"]
         assert history[0]["handler"] == "main.web.1"
-    report = requests.get(f"{server.url}/api/jobs/{job['id']}/outputs/report", timeout=10)
+    report = server.http.get(f"{server.url}/api/jobs/{job['id']}/outputs/report", timeout=10)
     assert report.text.strip() == "3"
     assert handlers["main.web.1"]["strategy"] == "web"
 
@@ -61,7 +61,7 @@ def test_failing_tool_ends_error_with_its_exit_code(server):
     assert job["state"] == "error"
     assert job["exit_code"] == 42
     assert "exit code 42" in job["info"]
-    stderr = requests.get(f"{server.url}/api/jobs/{job['id']}/stderr", timeout=10).text
+    stderr = server.http.get(f"{server.url}/api/jobs/{job['id']}/stderr", timeout=10).text
     assert stderr == "broken on purpose\n"
 
 
@@ -70,7 +70,7 @@ def test_cancelled_sleep_job_ends_deleted_and_its_process_is_gone(server):
     running = server.wait(job["id"], states=("running",), timeout=30)
     pid = int(running["external_id"])
     os.killpg(pid, 0)  # alive, and the leader of its own process group
-    response = requests.delete(f"{server.url}/api/jobs/{job['id']}", timeout=10)
+    response = server.http.delete(f"{server.url}/api/jobs/{job['id']}", timeout=10)
     assert response.status_code == 200
     assert response.json()["state"] in ("deleting", "deleted")
     final = server.wait(job["id"], timeout=30)
@@ -84,13 +84,13 @@ def test_cancelled_sleep_job_ends_deleted_and_its_process_is_gone(server):
         time.sleep(0.1)
     else:
         raise AssertionError(f"process group {pid} still alive after cancel")
-    again = requests.delete(f"{server.url}/api/jobs/{job['id']}", timeout=10)
+    again = server.http.delete(f"{server.url}/api/jobs/{job['id']}", timeout=10)
     assert again.status_code == 200 and again.json()["state"] == "deleted"
 
 
 def test_cancel_of_a_finished_job_is_a_conflict(server):
     job = server.wait(server.submit("noop")["id"])
-    response = requests.delete(f"{server.url}/api/jobs/{job['id']}", timeout=10)
+    response = server.http.delete(f"{server.url}/api/jobs/{job['id']}", timeout=10)
     assert response.status_code == 409
     assert "already ended" in response.json()["error"]
 
@@ -104,12 +104,12 @@ def test_a_job_that_was_never_messaged_still_runs(server):
                            destination_id="local", runner="local")
     final = server.wait(job["id"], timeout=15)
     assert final["state"] == "ok"
-    assert requests.get(f"{server.url}/api/jobs/{job['id']}/stdout").text == "swept\n"
+    assert server.http.get(f"{server.url}/api/jobs/{job['id']}/stdout").text == "swept\n"
 
 
 def test_bad_input_gets_a_4xx_naming_the_field(server):
     url = f"{server.url}/api/jobs"
-    before = requests.get(url, timeout=10).json()["total"]
+    before = server.http.get(url, timeout=10).json()["total"]
     cases = [
         (dict(data="{not json"), 400, "body"),
         (dict(json=[1, 2]), 400, "body"),
@@ -123,43 +123,43 @@ def test_bad_input_gets_a_4xx_naming_the_field(server):
         (dict(json={"tool_id": "word_count", "params": {"mode": "-rf"}}), 400, "params.mode"),
     ]
     for kwargs, status, field in cases:
-        response = requests.post(url, timeout=10, **kwargs)
+        response = server.http.post(url, timeout=10, **kwargs)
         assert response.status_code == status, (kwargs, response.text)
         assert response.json()["field"] == field, (kwargs, response.text)
         assert field.split(".")[-1] in response.json()["error"]
-    huge = requests.post(url, data=b'{"tool_id": "cat_lines", "params": {"text": "' + b"x" * 2_000_000 + b'"}}',
+    huge = server.http.post(url, data=b'{"tool_id": "cat_lines", "params": {"text": "' + b"x" * 2_000_000 + b'"}}',
                          timeout=30)
     assert huge.status_code == 413
     assert "too large" in huge.json()["error"]
     for path, status in [("/api/jobs/999999", 404), ("/api/jobs/abc", 404),
                          ("/api/jobs?state=bogus", 400), ("/api/jobs?limit=0", 400),
                          ("/api/tools/nope", 404), ("/api/nothing", 404)]:
-        response = requests.get(server.url + path, timeout=10)
+        response = server.http.get(server.url + path, timeout=10)
         assert response.status_code == status, path
         assert "error" in response.json()
-    assert requests.get(url, timeout=10).json()["total"] == before  # nothing half-written
+    assert server.http.get(url, timeout=10).json()["total"] == before  # nothing half-written
 
 
 def test_list_jobs_filters_and_paginates(server):
     ids = [server.submit("noop")["id"] for _ in range(3)]
     for job_id in ids:
         server.wait(job_id)
-    page = requests.get(f"{server.url}/api/jobs", params={"tool_id": "noop", "limit": 2}).json()
+    page = server.http.get(f"{server.url}/api/jobs", params={"tool_id": "noop", "limit": 2}).json()
     assert page["total"] >= 3 and len(page["jobs"]) == 2 and page["limit"] == 2
     assert all(j["tool_id"] == "noop" for j in page["jobs"])
     assert page["jobs"][0]["id"] > page["jobs"][1]["id"]
-    nxt = requests.get(f"{server.url}/api/jobs", params={"tool_id": "noop", "limit": 2, "offset": 2}).json()
+    nxt = server.http.get(f"{server.url}/api/jobs", params={"tool_id": "noop", "limit": 2, "offset": 2}).json()
     assert {j["id"] for j in nxt["jobs"]}.isdisjoint(j["id"] for j in page["jobs"])
-    ok = requests.get(f"{server.url}/api/jobs", params={"state": "ok"}).json()
+    ok = server.http.get(f"{server.url}/api/jobs", params={"state": "ok"}).json()
     assert all(j["state"] == "ok" for j in ok["jobs"])
 
 
 def test_tools_and_handlers_endpoints(server):
-    tools = requests.get(f"{server.url}/api/tools").json()
+    tools = server.http.get(f"{server.url}/api/tools").json()
     assert {"cat_lines", "sleep", "fail", "word_count"} <= {t["id"] for t in tools}
-    tool = requests.get(f"{server.url}/api/tools/cat_lines").json()
+    tool = server.http.get(f"{server.url}/api/tools/cat_lines").json()
     assert [p["name"] for p in tool["inputs"]] == ["text", "times"]
-    handlers = requests.get(f"{server.url}/api/handlers").json()["handlers"]
+    handlers = server.http.get(f"{server.url}/api/handlers").json()["handlers"]
     names = {h["name"] for h in handlers}
     assert {"main.job-handlers.1", "main.job-handlers.2", "main.job-handlers.3",
             "main.web.1", "main.web.2"} <= names
@@ -170,7 +170,7 @@ def test_tools_and_handlers_endpoints(server):
 def test_output_downloads_cannot_leave_the_job_directory(server):
     job = server.wait(server.submit("noop")["id"])
     for name in ["..%2F..%2Fgalaxy.yml", "%2Fetc%2Fpasswd", "nope"]:
-        response = requests.get(f"{server.url}/api/jobs/{job['id']}/outputs/{name}", timeout=10)
+        response = server.http.get(f"{server.url}/api/jobs/{job['id']}/outputs/{name}", timeout=10)
         assert response.status_code == 404
 
 
@@ -183,7 +183,7 @@ def test_a_job_running_across_a_server_restart_finishes(tmp_path):
         srv.start()
         final = srv.wait(job["id"], timeout=30)
         assert final["state"] == "ok", final
-        assert requests.get(f"{srv.url}/api/jobs/{job['id']}/stdout").text == "sleeping 3 s\ndone\n"
+        assert srv.http.get(f"{srv.url}/api/jobs/{job['id']}/stdout").text == "sleeping 3 s\ndone\n"
     finally:
         srv.stop()
 
@@ -193,11 +193,11 @@ def test_a_full_mule_queue_loses_nothing_and_gives_no_5xx(tmp_path):
     queue full fail, the clients still get 201, and every job runs once it wakes up."""
     srv = UwsgiServer(str(tmp_path)).start()
     try:
-        handlers = requests.get(f"{srv.url}/api/handlers").json()["handlers"]
+        handlers = srv.http.get(f"{srv.url}/api/handlers").json()["handlers"]
         mule2 = next(h["pid"] for h in handlers if h["name"] == "main.job-handlers.2")
         os.kill(mule2, signal.SIGSTOP)
         try:
-            session = requests.Session()
+            session = srv.session()
             ids = []
             for i in range(1500):
                 response = session.post(f"{srv.url}/api/jobs", timeout=30,
@@ -208,14 +208,14 @@ def test_a_full_mule_queue_loses_nothing_and_gives_no_5xx(tmp_path):
             failed = 0
             while time.monotonic() < deadline and not failed:
                 failed = sum(h["messages_failed"] or 0 for h in
-                             requests.get(f"{srv.url}/api/handlers").json()["handlers"])
+                             srv.http.get(f"{srv.url}/api/handlers").json()["handlers"])
                 time.sleep(0.5)
             assert failed > 0, "the queue never filled: this test proved nothing"
         finally:
             os.kill(mule2, signal.SIGCONT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if requests.get(f"{srv.url}/api/jobs", params={"state": "ok", "tool_id": "checksum",
+            if srv.http.get(f"{srv.url}/api/jobs", params={"state": "ok", "tool_id": "checksum",
                                                           "limit": 1}).json()["total"] == len(ids):
                 break
             time.sleep(0.5)

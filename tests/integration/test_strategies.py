@@ -28,7 +28,7 @@ def webless_server(tmp_path, job_conf=WEBLESS_CONF, database="sqlite", **galaxy)
 
 
 def submit_many(srv, n, **params):
-    session = requests.Session()
+    session = srv.session()
     ids = []
     for _ in range(n):
         response = session.post(f"{srv.url}/api/jobs", json={"tool_id": "marker", "params": params},
@@ -41,7 +41,7 @@ def submit_many(srv, n, **params):
 def wait_all_ok(srv, ids, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ok = requests.get(f"{srv.url}/api/jobs", params={"state": "ok", "tool_id": "marker",
+        ok = srv.http.get(f"{srv.url}/api/jobs", params={"state": "ok", "tool_id": "marker",
                                                          "limit": 1}).json()["total"]
         if ok >= len(ids):
             return
@@ -64,7 +64,7 @@ def test_all_in_one_the_web_worker_that_takes_a_job_runs_it(tmp_path):
             assert job["handler"] == job["handler_tag"]  # taken by the worker it was sent to
             handlers.add(job["handler"])
         assert handlers <= {"main.web.1", "main.web.2"}
-        strategies = {h["name"]: h["strategy"] for h in requests.get(f"{srv.url}/api/handlers").json()["handlers"]}
+        strategies = {h["name"]: h["strategy"] for h in srv.http.get(f"{srv.url}/api/handlers").json()["handlers"]}
         assert strategies.get("main.web.1") == "web"
         assert not any(name.startswith("main.job-handlers") for name in strategies)
     finally:
@@ -85,7 +85,7 @@ def test_two_webless_handlers_share_a_backlog_and_run_each_job_once(tmp_path, da
         assert sorted(runs) == sorted(ids) and set(runs.values()) == {1}
         taken = {srv.job(job_id)["handler"] for job_id in ids[::10]}
         assert taken == {"handler0", "handler1"}
-        info = {h["name"]: h for h in requests.get(f"{srv.url}/api/handlers").json()["handlers"]}
+        info = {h["name"]: h for h in srv.http.get(f"{srv.url}/api/handlers").json()["handlers"]}
         assert info["handler0"]["strategy"] == "webless" and info["handler0"]["pid"] > 0
     finally:
         for handler in handlers:

@@ -7,6 +7,7 @@ the pid it wrote, and its process group is killed if it does not stop in time.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -49,6 +50,9 @@ class UwsgiServer:
         self.pidfile = os.path.join(directory, "uwsgi.pid")
         self.logfile = os.path.join(directory, "uwsgi.log")
         self.process = None
+        # Galaxy's bootstrap_admin_api_key: the tests act as the first admin with it.
+        self.api_key = secrets.token_urlsafe(24)
+        self.http = self.session()
         with open(os.path.join(directory, "job_conf.xml"), "w") as fh:
             fh.write(job_conf)
         self.write_config(mules, processes, galaxy or {}, uwsgi or {})
@@ -70,7 +74,7 @@ class UwsgiServer:
         settings = {"database_connection": "sqlite:///database/universe.sqlite",
                     "job_config_file": "job_conf.xml", "tool_path": os.path.join(REPO, "tools"),
                     "job_working_directory": "database/jobs", "new_file_path": "database/tmp",
-                    "log_level": "INFO", **galaxy}
+                    "log_level": "INFO", "bootstrap_admin_api_key": self.api_key, **galaxy}
         lines += ["", "galaxy:"] + [f"  {k}: {v}" for k, v in settings.items()]
         with open(self.config_file, "w") as fh:
             fh.write("\n".join(lines) + "\n")
@@ -87,7 +91,7 @@ class UwsgiServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"uWSGI exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                if requests.get(self.url + "/api/handlers", timeout=2).ok and self._handlers_up():
+                if self.http.get(self.url + "/api/handlers", timeout=2).ok and self._handlers_up():
                     return self
             except requests.RequestException:
                 pass
@@ -96,7 +100,7 @@ class UwsgiServer:
         raise RuntimeError(f"uWSGI did not answer within {timeout} s:\n{self.log_tail()}")
 
     def _handlers_up(self) -> bool:
-        names = {h["name"] for h in requests.get(self.url + "/api/handlers", timeout=2).json()["handlers"]}
+        names = {h["name"] for h in self.http.get(self.url + "/api/handlers", timeout=2).json()["handlers"]}
         return all(f"main.job-handlers.{i}" in names for i in range(1, self.mules + 1))
 
     @property
@@ -130,14 +134,20 @@ class UwsgiServer:
             return "(no log)"
 
     # -- HTTP helpers -----------------------------------------------------------------
+    def session(self) -> requests.Session:
+        """A new HTTP session that sends the server's admin API key."""
+        session = requests.Session()
+        session.headers["x-api-key"] = self.api_key
+        return session
+
     def submit(self, tool_id: str, **params) -> dict:
-        response = requests.post(self.url + "/api/jobs", json={"tool_id": tool_id, "params": params},
+        response = self.http.post(self.url + "/api/jobs", json={"tool_id": tool_id, "params": params},
                                  timeout=30)
         assert response.status_code == 201, response.text
         return response.json()
 
     def job(self, job_id: int) -> dict:
-        return requests.get(f"{self.url}/api/jobs/{job_id}", timeout=30).json()
+        return self.http.get(f"{self.url}/api/jobs/{job_id}", timeout=30).json()
 
     def wait(self, job_id: int, states=("ok", "error", "deleted"), timeout: float = 60.0) -> dict:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,110 @@
+"""The API's OpenAPI 3 description, served at /api/openapi.json (and fuzzed by the tests)."""
+from app import models
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_JOB = {"$ref": "#/components/schemas/Job"}
+
+
+def _json(schema, description="OK"):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes):
+    text = {400: "Bad request (the error names the field)", 401: "No valid API key",
+            403: "Admins only", 404: "No such thing (or not yours)", 409: "Already ended",
+            413: "Body too large"}
+    return {str(c): _json(_ERROR, text[c]) for c in codes}
+
+
+def _job_id():
+    return {"name": "job_id", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1}}
+
+
+def spec() -> dict:
+    text_file = {"description": "Text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Muleteer", "version": "1.0.0",
+                 "description": "Submit jobs of admin-defined tools; watch, read and cancel them."},
+        "servers": [{"url": "/"}],
+        "security": [{"ApiKey": []}, {"ApiKeyQuery": []}],
+        "components": {
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": "key"},
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"],
+                          "properties": {"error": {"type": "string"}, "field": {"type": "string"}}},
+                "Submission": {"type": "object", "required": ["tool_id"], "additionalProperties": False,
+                               "properties": {"tool_id": {"type": "string"},
+                                              "params": {"type": "object"}}},
+                "Job": {"type": "object", "required": ["id", "tool_id", "state"], "properties": {
+                    "id": {"type": "integer"}, "tool_id": {"type": "string"},
+                    "state": {"type": "string", "enum": list(models.STATES)},
+                    "handler": {"type": "string", "nullable": True},
+                    "destination": {"type": "string"}, "runner": {"type": "string"},
+                    "external_id": {"type": "string", "nullable": True},
+                    "exit_code": {"type": "integer", "nullable": True},
+                    "info": {"type": "string", "nullable": True},
+                    "create_time": {"type": "string", "nullable": True},
+                    "start_time": {"type": "string", "nullable": True},
+                    "end_time": {"type": "string", "nullable": True}}},
+            },
+        },
+        "paths": {
+            "/api/jobs": {
+                "post": {"summary": "Submit a job", "operationId": "submitJob",
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/Submission"}}}},
+                         "responses": {"201": _json(_JOB, "Written; its handler was told"),
+                                       **_errors(400, 401, 413)}},
+                "get": {"summary": "My jobs, newest first", "operationId": "listJobs",
+                        "parameters": [
+                            {"name": "state", "in": "query",
+                             "schema": {"type": "string", "enum": list(models.STATES)}},
+                            {"name": "tool_id", "in": "query", "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query",
+                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                            {"name": "all", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]},
+                             "description": "admins: everyone's jobs"}],
+                        "responses": {"200": _json({"type": "object", "properties": {
+                            "jobs": {"type": "array", "items": _JOB}, "total": {"type": "integer"},
+                            "limit": {"type": "integer"}, "offset": {"type": "integer"}}}),
+                            **_errors(400, 401)}},
+            },
+            "/api/jobs/{job_id}": {
+                "parameters": [_job_id()],
+                "get": {"summary": "One job, with its history", "operationId": "showJob",
+                        "responses": {"200": _json(_JOB), **_errors(401, 404)}},
+                "delete": {"summary": "Cancel a job", "operationId": "cancelJob",
+                           "responses": {"200": _json(_JOB), **_errors(401, 404, 409)}},
+            },
+            "/api/jobs/{job_id}/stdout": {"parameters": [_job_id()], "get": {
+                "summary": "The tool's standard output", "operationId": "jobStdout",
+                "responses": {"200": text_file, **_errors(401, 404)}}},
+            "/api/jobs/{job_id}/stderr": {"parameters": [_job_id()], "get": {
+                "summary": "The tool's standard error", "operationId": "jobStderr",
+                "responses": {"200": text_file, **_errors(401, 404)}}},
+            "/api/jobs/{job_id}/outputs/{name}": {
+                "parameters": [_job_id(), {"name": "name", "in": "path", "required": True,
+                                           "schema": {"type": "string"}}],
+                "get": {"summary": "An output file", "operationId": "jobOutput",
+                        "responses": {"200": {"description": "The file"}, **_errors(401, 404)}}},
+            "/api/tools": {"get": {"summary": "The tools", "operationId": "listTools",
+                                   "responses": {"200": _json({"type": "array", "items": {"type": "object"}}),
+                                                 **_errors(401)}}},
+            "/api/tools/{tool_id}": {
+                "parameters": [{"name": "tool_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "get": {"summary": "One tool and its parameters", "operationId": "showTool",
+                        "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+            "/api/handlers": {"get": {"summary": "Handlers, heartbeats and load (admins)",
+                                      "operationId": "listHandlers",
+                                      "responses": {"200": _json({"type": "object"}), **_errors(401, 403)}}},
+            "/api/users/current": {"get": {"summary": "Who I am", "operationId": "currentUser",
+                                           "responses": {"200": _json({"type": "object"}), **_errors(401)}}},
+        },
+    }

@@ -1,0 +1,30 @@
+"""Submitting and cancelling a job: the same steps from the API and from the browser form.
+
+Commit first, message second: the job is in the store before any handler is told.
+"""
+from __future__ import annotations
+
+from app import models
+
+
+def submit(ctx, dispatcher, tool, values: dict, user_id: int) -> dict:
+    """Write a job for validated `values` of `tool`, then wake its handler."""
+    destination = ctx.job_conf.destination_for(tool.id)
+    handler = dispatcher.handler_for(tool.id)
+    job = ctx.store.create_job(tool_id=tool.id, tool_version=tool.version, params=values,
+                               command_line=tool.command_line(values), handler_tag=handler,
+                               destination_id=destination.id, runner=destination.runner,
+                               resubmit=destination.resubmit, user_id=user_id)
+    dispatcher.notify(job["id"], handler)  # after the commit, never before
+    return job
+
+
+def cancel(ctx, dispatcher, job: dict) -> str | None:
+    """Cancel a job; returns its new state, or None if it had already ended."""
+    state = ctx.store.request_cancel(job["id"])
+    if state == models.DELETING:
+        dispatcher.notify(job["id"], job["handler"] or job["handler_tag"])
+    elif state is None:
+        current = ctx.store.get_job(job["id"])
+        return current["state"] if current["state"] in (models.DELETED, models.DELETING) else None
+    return state
