@@ -26,12 +26,6 @@ uwsgi_setting() {
 PIDFILE=$(uwsgi_setting pidfile); PIDFILE=${PIDFILE:-database/uwsgi.pid}
 ADDRESS=$(uwsgi_setting http); ADDRESS=${ADDRESS:-127.0.0.1:8080}
 
-STATUS_PY='
-import json, sys
-for h in json.load(sys.stdin)["handlers"]:
-    print("  %-22s %-7s pid %-7s last seen %s  jobs %s" % (h["name"], h["strategy"], h["pid"], h["last_seen"], h["jobs"]))
-'
-
 running_pid() {
     local pid
     pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
@@ -46,7 +40,7 @@ prepare() {
 
 wait_until_up() {
     for _ in $(seq 1 120); do
-        if curl -fsS -o /dev/null "http://$ADDRESS/api/tools" 2>/dev/null; then
+        if curl -fsS -o /dev/null "http://$ADDRESS/api/version" 2>/dev/null; then
             echo "muleteer: serving on http://$ADDRESS (pid $(running_pid), log $LOGFILE)"
             return 0
         fi
@@ -66,6 +60,8 @@ case "${1:-}" in
     --daemon)
         if pid=$(running_pid); then echo "muleteer: already running (pid $pid)"; exit 0; fi
         prepare
+        # --daemonize2 detaches after the app loaded: a fresh install's first-admin
+        # message (how to log in) is printed here, on the terminal.
         "$VENV/bin/uwsgi" --yaml "$MULETEER_CONFIG" --daemonize2 "$LOGFILE"
         wait_until_up daemon
         ;;
@@ -82,7 +78,7 @@ case "${1:-}" in
     --status)
         if pid=$(running_pid); then
             echo "muleteer: running (pid $pid) on http://$ADDRESS"
-            curl -fsS "http://$ADDRESS/api/handlers" 2>/dev/null | "$VENV/bin/python" -c "$STATUS_PY" || true
+            "$VENV/bin/python" -m app.check "$MULETEER_CONFIG" --handlers 2>/dev/null || true
         else
             echo "muleteer: not running"; exit 3
         fi

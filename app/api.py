@@ -31,7 +31,7 @@ def _api_error(exc: ApiError):
     return jsonify(body), exc.status
 
 
-PUBLIC = {"api.openapi"}
+PUBLIC = {"api.openapi", "api.version"}
 
 
 @api.before_request
@@ -303,6 +303,12 @@ def delete_api_key(user_id, key_id):
     if not accounts().delete_key(user["id"], key_id):
         raise ApiError(404, f"no key {key_id}")
     return jsonify({"deleted": key_id})
+
+
+@api.get("/version")
+def version():
+    """Public: for load balancers and run.sh to see that the server answers."""
+    return jsonify({"version": "1.0.0", "name": "muleteer"})
 
 
 @api.get("/openapi.json")

@@ -1,6 +1,7 @@
-"""`python -m app.check [galaxy.yml]`: load the whole configuration and create or
-migrate the database, printing a plain error (file, line, setting) on failure.
-run.sh calls it before starting uWSGI so a bad file never half-starts a server."""
+"""`python -m app.check [galaxy.yml] [--handlers]`: load the whole configuration and create
+or migrate the database, printing a plain error (file, line, setting) on failure.
+run.sh calls it before starting uWSGI so a bad file never half-starts a server; with
+--handlers it lists the handlers and their heartbeats from the database (run.sh --status)."""
 import sys
 
 from app.config import ConfigError
@@ -10,6 +11,8 @@ from app.tools import ToolError
 
 
 def main(argv: list[str]) -> int:
+    show_handlers = "--handlers" in argv
+    argv = [a for a in argv if a != "--handlers"]
     config_file = argv[1] if len(argv) > 1 else None
     try:
         ctx = build_context(config_file)
@@ -17,6 +20,12 @@ def main(argv: list[str]) -> int:
         print(f"muleteer: configuration error: {exc}", file=sys.stderr)
         return 1
     conf = ctx.job_conf
+    if show_handlers:
+        for h in ctx.store.handlers():
+            jobs = ", ".join(f"{state} {n}" for state, n in sorted(h["jobs"].items())) or "no jobs"
+            print(f"  {h['name']:24} {h['strategy']:8} {h['host']}:{h['pid']:<8} "
+                  f"last seen {h['last_seen']:%Y-%m-%d %H:%M:%S}  {jobs}")
+        return 0
     print(f"muleteer: {ctx.config.config_file} OK: {len(ctx.tools)} tools, "
           f"{len(conf.destinations)} destinations (default {conf.default_destination}), "
           f"database {ctx.store.url.render_as_string(hide_password=True)}")

@@ -1,6 +1,6 @@
 """Benchmark the job server core against a running server (./run.sh --daemon).
 
-    .venv/bin/python bench/bench_jobs.py [--url http://127.0.0.1:8080] [-n 2000]
+    MULETEER_API_KEY=<an admin's key> .venv/bin/python bench/bench_jobs.py [--url http://127.0.0.1:8080] [-n 2000]
 
 Prints, for a trivial tool (noop):
   1. POST /api/jobs requests/s (several client processes, the jobs then run too);
@@ -38,13 +38,16 @@ TERMINAL = ("ok", "error", "deleted")
 class Client:
     """An HTTP/1.1 client on one kept-alive connection, reopened if the server closes it."""
 
-    def __init__(self, url):
+    def __init__(self, url, key=None):
         parsed = urllib.parse.urlparse(url)
         self.host, self.port = parsed.hostname, parsed.port or 80
+        self.key = key or os.environ.get("MULETEER_API_KEY", "")
         self.conn = None
 
     def request(self, method, path, body=None):
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.key:
+            headers["x-api-key"] = self.key
         payload = json.dumps(body) if body is not None else None
         for attempt in (1, 2):
             if self.conn is None:
@@ -75,8 +78,8 @@ class Client:
 
 
 def _post_worker(args):
-    url, count, tool = args
-    client = Client(url)
+    url, count, tool, key = args
+    client = Client(url, key)
     ids, errors, server_errors = [], 0, 0
     for _ in range(count):
         status, data = client.request("POST", "/api/jobs", {"tool_id": tool, "params": {}})
@@ -88,18 +91,18 @@ def _post_worker(args):
     return ids, errors, server_errors
 
 
-def submit_burst(url, n, tool, clients):
+def submit_burst(url, n, tool, clients, key=None):
     shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
     started = time.monotonic()
     with multiprocessing.Pool(clients) as pool:
-        results = pool.map(_post_worker, [(url, share, tool) for share in shares])
+        results = pool.map(_post_worker, [(url, share, tool, key) for share in shares])
     elapsed = time.monotonic() - started
     ids = [i for r in results for i in r[0]]
     return ids, elapsed, sum(r[1] for r in results), sum(r[2] for r in results)
 
 
-def submit_paced(url, n, tool, rate):
-    client = Client(url)
+def submit_paced(url, n, tool, rate, key=None):
+    client = Client(url, key)
     ids, errors, server_errors = [], 0, 0
     started = time.monotonic()
     for k in range(n):
@@ -116,7 +119,7 @@ def submit_paced(url, n, tool, rate):
 
 
 def active_count(client):
-    return sum(client.get(f"/api/jobs?state={s}&limit=1")["total"]
+    return sum(client.get(f"/api/jobs?state={s}&limit=1&all=1")["total"]
                for s in ("new", "queued", "running", "deleting"))
 
 
@@ -133,7 +136,7 @@ def fetch_jobs(client, ids):
     wanted, found = set(ids), {}
     offset = 0
     while len(found) < len(wanted):
-        page = client.get(f"/api/jobs?limit=1000&offset={offset}")
+        page = client.get(f"/api/jobs?limit=1000&offset={offset}&all=1")
         if not page["jobs"]:
             break
         for job in page["jobs"]:
@@ -227,24 +230,28 @@ def main():
     parser.add_argument("--clients", type=int, default=4, help="client processes at full load")
     parser.add_argument("--tool", default="noop")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--key", default=os.environ.get("MULETEER_API_KEY", ""),
+                        help="an admin's API key (default: $MULETEER_API_KEY)")
     args = parser.parse_args()
     if urllib.parse.urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("bench: loopback addresses only")
-    client = Client(args.url)
+    client = Client(args.url, args.key)
     if not wait_quiet(client, 60):
         sys.exit("bench: the server still has active jobs after 60 s; run on a quiet server")
     failed_before, _ = handler_stats(client)
     print(f"Muleteer benchmark against {args.url} ({os.cpu_count()} cores), tool {args.tool}")
     total_lost = total_5xx = 0
 
-    ids, elapsed, errors, server_errors = submit_burst(args.url, args.post_n, args.tool, args.clients)
+    ids, elapsed, errors, server_errors = submit_burst(args.url, args.post_n, args.tool, args.clients,
+                                                       args.key)
     print(f"1. POST /api/jobs: {len(ids)} accepted in {elapsed:.2f} s = {len(ids) / elapsed:.0f} req/s "
           f"({args.clients} client processes; {errors} refused, {server_errors} 5xx)")
     wait_quiet(client, args.timeout)
     total_lost += check_outcome("those jobs", ids, fetch_jobs(client, ids))
     total_5xx += server_errors
 
-    ids, elapsed, errors, server_errors = submit_burst(args.url, args.n, args.tool, args.clients)
+    ids, elapsed, errors, server_errors = submit_burst(args.url, args.n, args.tool, args.clients,
+                                                       args.key)
     if not wait_quiet(client, args.timeout):
         print(f"  jobs still active after {args.timeout} s")
     jobs = fetch_jobs(client, ids)
@@ -257,7 +264,7 @@ def main():
     total_lost += check_outcome("full load", ids, jobs)
     total_5xx += server_errors
 
-    ids, errors, server_errors = submit_paced(args.url, args.paced_n, args.tool, args.rate)
+    ids, errors, server_errors = submit_paced(args.url, args.paced_n, args.tool, args.rate, args.key)
     wait_quiet(client, args.timeout)
     jobs = fetch_jobs(client, ids)
     print(f"3. Paced at {args.rate:.0f} jobs/s, {args.paced_n} jobs:")

@@ -62,8 +62,8 @@ def throughput(strategy, n, clients, database=None):
     with tempfile.TemporaryDirectory() as tmp:
         srv, handlers = start(strategy, tmp, database)
         try:
-            ids, _, errors, server_errors = submit_burst(srv.url, n, "noop", clients)
-            client = Client(srv.url)
+            ids, _, errors, server_errors = submit_burst(srv.url, n, "noop", clients, srv.api_key)
+            client = Client(srv.url, srv.api_key)
             wait_quiet(client, 600)
             jobs = fetch_jobs(client, ids)
             ends = [ts(j["end_time"]) for j in jobs.values() if j["end_time"]]
@@ -79,7 +79,7 @@ def throughput(strategy, n, clients, database=None):
 
 
 def submit(srv, tool, **params):
-    return requests.post(f"{srv.url}/api/jobs", json={"tool_id": tool, "params": params},
+    return srv.http.post(f"{srv.url}/api/jobs", json={"tool_id": tool, "params": params},
                          timeout=30).json()["id"]
 
 
@@ -101,14 +101,14 @@ def death_to_running(n_jobs=20):
         try:
             conf_mule = "main.job-handlers.1"
             pids = {h["name"]: h["pid"] for h in
-                    requests.get(f"{srv.url}/api/handlers").json()["handlers"]}
+                    srv.http.get(f"{srv.url}/api/handlers").json()["handlers"]}
             ids = [submit(srv, "sleep", seconds=3) for _ in range(n_jobs)]
             time.sleep(1.0)
             mine = [i for i in ids if srv.job(i)["handler"] == conf_mule]
             os.kill(pids[conf_mule], signal.SIGKILL)
             t0 = time.monotonic()
             while time.monotonic() - t0 < 60:
-                fresh = {h["name"]: h for h in requests.get(f"{srv.url}/api/handlers").json()["handlers"]}
+                fresh = {h["name"]: h for h in srv.http.get(f"{srv.url}/api/handlers").json()["handlers"]}
                 if fresh[conf_mule]["pid"] != pids[conf_mule]:
                     break
                 time.sleep(0.05)
@@ -133,7 +133,7 @@ def death_to_running(n_jobs=20):
             print(f"  webless handler0: its {n_jobs} running jobs re-attached by handler1 "
                   f"{elapsed:.2f} s after kill -9 (handler_heartbeat_timeout 3 s)")
             for job_id in ids:
-                requests.delete(f"{srv.url}/api/jobs/{job_id}", timeout=30)
+                srv.http.delete(f"{srv.url}/api/jobs/{job_id}", timeout=30)
             for job_id in ids:
                 srv.wait(job_id, timeout=60)
         finally:
