@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import and_, case, create_engine, event, func, insert, select, text, update
+from sqlalchemy import and_, case, create_engine, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import make_url
 
 from app import models
@@ -136,7 +136,7 @@ class JobStore:
 
     # -- handler side -------------------------------------------------------------
     def claim_new(self, handler_name: str, tags, limit: int = 200,
-                  destination_limits: dict | None = None) -> list[dict]:
+                  destination_limits: dict | None = None, user_limits=None) -> list[dict]:
         """Take up to `limit` unclaimed new jobs sent to any of `tags`.
 
         Each job goes to exactly one handler: the UPDATE re-checks `handler IS NULL`, and on
@@ -145,6 +145,8 @@ class JobStore:
         claimed one by one, each under its limit (see _claim_limited).
         """
         limited = dict(destination_limits or {})
+        if user_limits:
+            return self._claim_under_user_limits(handler_name, tags, limit, limited, user_limits)
         pending = (select(job.c.id).where(job.c.state == models.NEW, job.c.handler.is_(None),
                                           job.c.handler_tag.in_(list(tags)))
                    .order_by(job.c.id).limit(limit))
@@ -166,8 +168,12 @@ class JobStore:
         return claimed
 
     def claim_job(self, job_id: int, handler_name: str, tags,
-                  destination_limits: dict | None = None) -> dict | None:
+                  destination_limits: dict | None = None, user_limits=None) -> dict | None:
         limited = destination_limits or {}
+        if user_limits:
+            claimed = self._claim_under_user_limits(handler_name, tags, 1, limited, user_limits,
+                                                    job_id=job_id)
+            return claimed[0] if claimed else None
         if limited:
             current = self.get_job(job_id)
             if current and current["destination_id"] in limited:
@@ -199,6 +205,44 @@ class JobStore:
                 if self.dialect == "postgresql" else None)
         claimed = self._claim(handler_name, condition, lock=lock)
         return claimed[0] if claimed else None
+
+    def _claim_under_user_limits(self, handler_name, tags, limit, destination_limits, user_limits,
+                                 job_id=None) -> list[dict]:
+        """Claim jobs one at a time, each the oldest whose user (and destination) is under its
+        limits: registered_user_concurrent_jobs, destination_user_concurrent_jobs. The counts
+        are in the claiming UPDATE; on PostgreSQL a transaction lock serialises these claims."""
+        active = [models.QUEUED, models.RUNNING, models.DELETING]
+        busy = job.alias("busy")
+
+        def in_use(*where):
+            return (select(func.count()).select_from(busy)
+                    .where(busy.c.state.in_(active), *where).scalar_subquery())
+
+        conditions = []
+        if user_limits.get("registered"):
+            conditions.append(or_(job.c.user_id.is_(None),
+                                  in_use(busy.c.user_id == job.c.user_id) < user_limits["registered"]))
+        for destination_id, maximum in (user_limits.get("per_destination") or {}).items():
+            conditions.append(or_(job.c.destination_id != destination_id, job.c.user_id.is_(None),
+                                  in_use(busy.c.user_id == job.c.user_id,
+                                         busy.c.destination_id == destination_id) < maximum))
+        for destination_id, maximum in destination_limits.items():
+            conditions.append(or_(job.c.destination_id != destination_id,
+                                  in_use(busy.c.destination_id == destination_id) < maximum))
+        candidate = (select(job.c.id).where(job.c.state == models.NEW, job.c.handler.is_(None),
+                                            job.c.handler_tag.in_(list(tags)), *conditions)
+                     .order_by(job.c.id).limit(1))
+        if job_id is not None:
+            candidate = candidate.where(job.c.id == job_id)
+        lock = (text("SELECT pg_advisory_xact_lock(hashtext('muleteer-user-limits'))")
+                if self.dialect == "postgresql" else None)
+        claimed = []
+        while len(claimed) < limit:
+            rows = self._claim(handler_name, job.c.id == candidate.scalar_subquery(), lock=lock)
+            if not rows:
+                break
+            claimed += rows
+        return claimed
 
     def _claim(self, handler_name, condition, lock=None, pick=None) -> list[dict]:
         now = utcnow()

@@ -57,6 +57,13 @@ class JobHandler:
         limits = ctx.job_conf.limits if ctx.job_conf else []
         self.destination_limits = {l.id: l.value for l in limits
                                    if l.type == "destination_total_concurrent_jobs" and l.id}
+        self.user_limits = {
+            "registered": next((l.value for l in limits
+                                if l.type == "registered_user_concurrent_jobs"), None),
+            "per_destination": {l.id: l.value for l in limits
+                                if l.type == "destination_user_concurrent_jobs" and l.id}}
+        if not (self.user_limits["registered"] or self.user_limits["per_destination"]):
+            self.user_limits = None
         self.walltime = next((l.value for l in limits if l.type == "walltime"), None)
         self.output_size = next((l.value for l in limits if l.type == "output_size"), None)
         self.dispatcher = None  # set in a web worker: its failed sends go in the heartbeat
@@ -95,7 +102,8 @@ class JobHandler:
         except ValueError:
             log.warning("handler %s: ignoring message %r (not a job id)", self.name, message[:80])
             return
-        job = self.store.claim_job(job_id, self.name, self.tags, self.destination_limits)
+        job = self.store.claim_job(job_id, self.name, self.tags, self.destination_limits,
+                                   self.user_limits)
         if job:
             self.start(job)
             return
@@ -108,7 +116,8 @@ class JobHandler:
         self.heartbeat()
         self.adopt_orphans()
         for job in self.store.claim_new(self.name, self.tags,
-                                        destination_limits=self.destination_limits):
+                                        destination_limits=self.destination_limits,
+                                        user_limits=self.user_limits):
             self.start(job)
         for job in self.store.owned_jobs(self.name, states=(models.DELETING,)):
             self.stop(job)

@@ -363,3 +363,46 @@ def test_resubmit_stores_the_next_rules_and_counts_attempts(store, make_job):
     assert store.history(job["id"])[-1]["info"] == "again"
     assert store.resubmit(job["id"], destination_id="b", runner="local", handler_tag="t",
                           rules=[], info="not from new") is None
+
+
+def test_registered_user_limit_lets_each_user_run_only_so_many(store, make_job):
+    for user_id in (1, 2):
+        for _ in range(5):
+            make_job("t", user_id=user_id)
+    limits = {"registered": 2, "per_destination": {}}
+    claimed = store.claim_new("h", ["t"], user_limits=limits)
+    by_user = {}
+    for row in claimed:
+        by_user[row["user_id"]] = by_user.get(row["user_id"], 0) + 1
+    assert by_user == {1: 2, 2: 2}
+    assert store.claim_new("h", ["t"], user_limits=limits) == []
+    store.transition(claimed[0]["id"], models.OK, from_states=(models.QUEUED,))
+    again = store.claim_new("h", ["t"], user_limits=limits)
+    assert [r["user_id"] for r in again] == [claimed[0]["user_id"]]
+
+
+def test_user_limits_hold_when_handlers_claim_at_once(store, make_job):
+    for _ in range(30):
+        make_job("t", user_id=7)
+    claimed, lock = [], threading.Lock()
+
+    def claim(i):
+        rows = store.claim_new(f"h{i}", ["t"], user_limits={"registered": 3, "per_destination": {}})
+        with lock:
+            claimed.extend(rows)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(claimed) == 3
+
+
+def test_destination_user_limit_applies_to_that_destination_only(store, make_job):
+    for _ in range(3):
+        make_job("t", user_id=1, destination_id="gpu")
+        make_job("t", user_id=1, destination_id="local")
+    claimed = store.claim_new("h", ["t"], user_limits={"registered": None,
+                                                       "per_destination": {"gpu": 1}})
+    assert sorted(r["destination_id"] for r in claimed) == ["gpu", "local", "local", "local"]
