@@ -37,6 +37,7 @@ _SETTINGS = {
     "require_login": (bool, True),
     "bootstrap_admin_api_key": (str, ""),
     "login_attempts_per_10_minutes": (int, 10),
+    "metrics_allowed_addresses": (str, ""),
     "log_level": (str, "INFO"),
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -65,6 +66,7 @@ class Config:
     require_login: bool = True
     bootstrap_admin_api_key: str = ""
     login_attempts_per_10_minutes: int = 10
+    metrics_allowed_addresses: str = ""
     log_level: str = "INFO"
     uwsgi: dict = field(default_factory=dict)
 

@@ -34,6 +34,19 @@ def _template_globals():
             "states": models.STATES}
 
 
+@pages.get("/metrics")
+def metrics():
+    """Prometheus metrics (app/metrics.py): admins, or the configured local addresses."""
+    from app.metrics import render
+    allowed = {a.strip() for a in _ctx().config.metrics_allowed_addresses.split(",") if a.strip()}
+    if not (is_admin() or request.remote_addr in allowed):
+        if g.user is None:
+            from app.auth import unauthorized_json
+            return unauthorized_json()
+        abort(403)
+    return render(_ctx().store), 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+
+
 @pages.get("/")
 def index():
     return redirect(url_for("pages.jobs") if g.user else url_for("pages.login"))

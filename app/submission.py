@@ -4,7 +4,11 @@ Commit first, message second: the job is in the store before any handler is told
 """
 from __future__ import annotations
 
+import logging
+
 from app import models
+
+log = logging.getLogger(__name__)
 
 
 def submit(ctx, dispatcher, tool, values: dict, user_id: int) -> dict:
@@ -15,6 +19,8 @@ def submit(ctx, dispatcher, tool, values: dict, user_id: int) -> dict:
                                command_line=tool.command_line(values), handler_tag=handler,
                                destination_id=destination.id, runner=destination.runner,
                                resubmit=destination.resubmit, user_id=user_id)
+    log.info("job %s new: tool=%s handler=%s destination=%s runner=%s user=%s", job["id"], tool.id,
+             handler, destination.id, destination.runner, user_id)
     dispatcher.notify(job["id"], handler)  # after the commit, never before
     return job
 

@@ -171,6 +171,8 @@ class JobHandler:
 
     # -- jobs -----------------------------------------------------------------------
     def start(self, job: dict) -> None:
+        log.info("job %s queued: handler=%s destination=%s runner=%s", job["id"], self.name,
+                 job["destination_id"], job["runner"])
         try:
             runner, destination = self.runner_for(job)
             runner.submit(job, destination)

@@ -245,3 +245,33 @@ def test_a_tool_sent_to_a_mule_that_does_not_exist_stops_start_up(tmp_path):
     with pytest.raises(RuntimeError) as failure:
         srv.start(timeout=30)
     assert "main.job-handlers.9" in str(failure.value) and "mules [1, 2, 3]" in str(failure.value)
+
+
+def test_metrics_show_jobs_handlers_and_latencies(server):
+    job = server.wait(server.submit("fail", exit_code=2)["id"])
+    server.wait(server.submit("noop")["id"])
+    assert requests.get(f"{server.url}/metrics", timeout=10).status_code == 401
+    text = server.http.get(f"{server.url}/metrics", timeout=10).text
+    assert 'muleteer_jobs{destination="local",handler="' in text
+    assert 'state="error"' in text and 'state="ok"' in text
+    assert "muleteer_job_wait_seconds_bucket{le=" in text and "muleteer_job_run_seconds_count" in text
+    assert 'muleteer_handler_heartbeat_age_seconds{handler="main.job-handlers.1",host=' in text
+    assert 'muleteer_messages_failed_total{handler="main.web.1"}' in text
+    assert job["state"] == "error"
+
+
+def test_uwsgi_stats_server_lists_the_workers(tmp_path):
+    import json
+    import socket
+    stats = os.path.join(str(tmp_path), "stats.sock")
+    srv = UwsgiServer(str(tmp_path), uwsgi={"stats": stats}).start()
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(stats)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        workers = json.loads(data)["workers"]
+        assert [w["id"] for w in workers] == [1, 2]
+    finally:
+        srv.stop()
