@@ -5,6 +5,7 @@
 #   ./run.sh             in the foreground (Ctrl-C stops it)
 #   ./run.sh --daemon    in the background; log in database/uwsgi.log
 #   ./run.sh --stop      stop the background server (by its pid file)
+#   ./run.sh --restart   reload the code without refusing a request or losing a job
 #   ./run.sh --status    is it running, and its handlers
 #
 # MULETEER_CONFIG picks another galaxy.yml (default: ./galaxy.yml).
@@ -75,6 +76,16 @@ case "${1:-}" in
         echo "muleteer: pid $pid still running after 30 s; see $LOGFILE" >&2
         exit 1
         ;;
+    --restart)
+        if ! pid=$(running_pid); then echo "muleteer: not running" >&2; exit 1; fi
+        prepare  # installs and migrates first; a bad configuration stops here, server untouched
+        fifo=$(uwsgi_setting master-fifo)
+        mules=$(uwsgi_setting touch-mules-reload)
+        [ -p "$fifo" ] || { echo "muleteer: no master-fifo in $MULETEER_CONFIG" >&2; exit 1; }
+        echo c > "$fifo"          # chain reload: one web worker at a time
+        [ -n "$mules" ] && touch "$mules"
+        echo "muleteer: restarting (pid $pid): web workers one by one, then the mules"
+        ;;
     --status)
         if pid=$(running_pid); then
             echo "muleteer: running (pid $pid) on http://$ADDRESS"
@@ -87,6 +98,6 @@ case "${1:-}" in
         sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         ;;
     *)
-        echo "usage: $0 [--daemon | --stop | --status | --help]" >&2; exit 2
+        echo "usage: $0 [--daemon | --stop | --restart | --status | --help]" >&2; exit 2
         ;;
 esac

@@ -14,7 +14,9 @@ scripts/cluster/up
 # PostgreSQL (Debian's package) on a private port and data dir: store and strategy tests
 # run on it as well as on SQLite. scripts/postgres-down stops it.
 scripts/postgres-up >/dev/null
+# nginx for the deployment tests (each test runs its own nginx on a private port).
+scripts/nginx-install
 # With the services brought up here, a test that cannot reach one must fail, not skip.
-export MULETEER_REQUIRE_CLUSTERS=1 MULETEER_REQUIRE_POSTGRES=1
+export MULETEER_REQUIRE_CLUSTERS=1 MULETEER_REQUIRE_POSTGRES=1 MULETEER_REQUIRE_NGINX=1
 # pytest exits 5 when it collected no test: that fails this script too (non-zero).
 exec .venv/bin/python -m pytest -ra -q "${@:-tests}"

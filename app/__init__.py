@@ -8,7 +8,7 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from app import uwsgi_env
-from app.accounts import Accounts
+from app.accounts import AccountError, Accounts
 from app.auth import csrf, load_user, secret_key
 from app.context import AppContext, build_context
 from app.dispatch import Dispatcher
@@ -50,7 +50,10 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None) ->
         ctx.store.after_fork()
         start_web_handler(ctx, dispatcher)
 
-    uwsgi_env.on_post_fork(after_fork)
+    if uwsgi_env.worker_id() > 0:
+        after_fork()  # lazy-apps: the app loads in the worker itself, after the fork
+    else:
+        uwsgi_env.on_post_fork(after_fork)
     return app
 
 
@@ -60,7 +63,10 @@ def _first_admin(accounts: Accounts, config) -> None:
         return
     email = next((e.strip() for e in config.admin_users.split(",") if e.strip()), "admin@localhost")
     password = secrets.token_urlsafe(12)
-    user = accounts.create_user(email, password, is_admin=True)
+    try:
+        user = accounts.create_user(email, password, is_admin=True)
+    except AccountError:
+        return  # another worker loading the app at the same time made it (lazy-apps)
     key = accounts.new_key(user["id"])
     log.warning("muleteer: created the first admin user. Log in as %s with password %s, or use "
                 "the API key %s (header x-api-key). Both are shown only this once.",

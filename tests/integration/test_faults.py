@@ -136,3 +136,49 @@ def test_a_briefly_locked_database_loses_nothing(tmp_path):
         assert_each_ran_once(srv, markers, accepted)
     finally:
         srv.stop()
+
+
+def test_a_restart_refuses_no_request_and_loses_no_job(tmp_path):
+    """./run.sh --restart (chain reload of the workers, restart of the mules) while clients
+    keep submitting: every request is answered 201 and every job runs once."""
+    srv, markers = marker_server(tmp_path)
+    try:
+        before = {h["name"]: h["pid"] for h in srv.http.get(f"{srv.url}/api/handlers").json()["handlers"]}
+        answers, accepted, stop = [], [], threading.Event()
+
+        def client():
+            session = srv.session()
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    response = session.post(f"{srv.url}/api/jobs", timeout=30,
+                                            json={"tool_id": "marker", "params": {}})
+                    answers.append(response.status_code)
+                    if response.status_code == 201:
+                        accepted.append(response.json()["id"])
+                except requests.RequestException as exc:
+                    answers.append(repr(exc))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+        srv.restart()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until every worker and mule is a new process
+            now = {h["name"]: h["pid"] for h in srv.http.get(f"{srv.url}/api/handlers").json()["handlers"]}
+            if all(now.get(name) != pid for name, pid in before.items()):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"not every process was replaced: {before} -> {now}")
+        time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        failed = [a for a in answers if a != 201]
+        assert not failed, failed[:5]
+        assert len(accepted) > 100
+        assert_each_ran_once(srv, markers, accepted)
+    finally:
+        srv.stop()

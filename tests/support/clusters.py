@@ -18,8 +18,10 @@ _CHECKS = {
 
 
 def require_cluster(runner: str) -> None:
+    # TORQUE's qstat exits 153 when no job at all is known: the server answered.
+    answered = (0, 153) if runner == "pbs" else (0,)
     try:
-        ok = subprocess.run(_CHECKS[runner], capture_output=True, timeout=20).returncode == 0
+        ok = subprocess.run(_CHECKS[runner], capture_output=True, timeout=20).returncode in answered
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     if ok:

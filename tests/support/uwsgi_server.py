@@ -49,6 +49,8 @@ class UwsgiServer:
         self.config_file = os.path.join(directory, "galaxy.yml")
         self.pidfile = os.path.join(directory, "uwsgi.pid")
         self.logfile = os.path.join(directory, "uwsgi.log")
+        self.fifo = os.path.join(directory, "uwsgi.fifo")
+        self.mules_reload = os.path.join(directory, "reload-mules")
         self.process = None
         # Galaxy's bootstrap_admin_api_key: the tests act as the first admin with it.
         self.api_key = secrets.token_urlsafe(24)
@@ -66,7 +68,9 @@ class UwsgiServer:
                  "  mule-msg-size: 65536", f"  pidfile: {self.pidfile}", "  die-on-term: true",
                  "  hook-master-start: unix_signal:2 gracefully_kill_them_all",
                  "  hook-master-start: unix_signal:15 gracefully_kill_them_all",
-                 "  py-call-osafterfork: true", "  listen: 1024", "  disable-logging: true"]
+                 "  py-call-osafterfork: true", "  listen: 1024", "  disable-logging: true",
+                 "  lazy-apps: true", f"  master-fifo: {self.fifo}",
+                 f"  touch-mules-reload: {self.mules_reload}"]
         lines += [f"  mule: {REPO}/mules/handler.py"] * mules
         if mules:
             lines.append(f"  farm: job-handlers:{mule_ids}")
@@ -125,6 +129,14 @@ class UwsgiServer:
             pass
         self.process.wait()
         self.process = None
+
+    def restart(self) -> None:
+        """What ./run.sh --restart does: chain-reload the workers, restart the mules."""
+        with open(self.fifo, "w") as fifo:
+            fifo.write("c")
+        with open(self.mules_reload, "a"):
+            pass
+        os.utime(self.mules_reload)
 
     def log_tail(self, lines: int = 60) -> str:
         try:
