@@ -68,7 +68,6 @@ class Config:
     login_attempts_per_10_minutes: int = 10
     metrics_allowed_addresses: str = ""
     log_level: str = "INFO"
-    uwsgi: dict = field(default_factory=dict)
 
     def resolve(self, path: str) -> str:
         return path if not path or os.path.isabs(path) else os.path.join(self.root, path)
@@ -83,11 +82,13 @@ def load_config(config_file: str | None = None, overrides: dict | None = None) -
     config_file = os.path.abspath(config_file or default_config_file())
     try:
         with open(config_file) as fh:
-            document = yaml.safe_load(fh) or {}
+            document = yaml.safe_load(_galaxy_section(fh.read())) or {}
+    except ValueError as exc:
+        if isinstance(exc, UnicodeDecodeError):
+            raise ConfigError(f"{config_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise ConfigError(f"{config_file}: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{config_file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_file}: not valid YAML: {exc}") from exc
     if not isinstance(document, dict):
@@ -103,9 +104,7 @@ def load_config(config_file: str | None = None, overrides: dict | None = None) -
             known = ", ".join(sorted(_SETTINGS))
             raise ConfigError(f"{config_file}: galaxy.{name}: unknown setting (known: {known})")
         values[name] = _coerce(config_file, name, raw)
-    uwsgi_section = document.get("uwsgi") if isinstance(document.get("uwsgi"), dict) else {}
-    config = Config(config_file=config_file, root=os.path.dirname(config_file),
-                    uwsgi=uwsgi_section)
+    config = Config(config_file=config_file, root=os.path.dirname(config_file))
     for f in fields(Config):
         if f.name in _SETTINGS:
             setattr(config, f.name, values.get(f.name, _SETTINGS[f.name][1]))
@@ -113,6 +112,28 @@ def load_config(config_file: str | None = None, overrides: dict | None = None) -
         setattr(config, name, config.resolve(getattr(config, name)))
     config.database_connection = _resolve_sqlite_url(config, config.database_connection)
     return config
+
+
+def _galaxy_section(text: str) -> str:
+    """The file with every top-level section but `galaxy:` blanked out.
+
+    The `uwsgi:` section is written for uWSGI's own YAML parser (repeated keys, values
+    such as a log format starting with `%`) and is not always standard YAML. Blank lines
+    replace the rest, so YAML errors still give the line numbers of the real file.
+    """
+    keep, lines = False, []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith(("---", "...")):
+            lines.append(line)  # document markers: YAML itself judges them
+            continue
+        if line[:1] not in ("", " ", "\t", "#"):
+            name, colon, _ = line.partition(":")
+            if not colon or not name.strip().replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"line {number}: expected a top-level section such as "
+                                 f"`uwsgi:` or `galaxy:`, got {line.strip()[:40]!r}")
+            keep = name.strip() == "galaxy"
+        lines.append(line if keep else "")
+    return "\n".join(lines) + "\n"
 
 
 def _coerce(config_file, name, raw):
