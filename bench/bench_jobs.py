@@ -20,7 +20,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
 import time

@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from mules.job_files import working_directory  # noqa: E402
-from tests.integration.test_nginx import NGINX, NginxServer, start_stack  # noqa: E402
+from tests.support.nginx_server import NGINX, NginxServer, start_stack  # noqa: E402
 from tests.support.uwsgi_server import UwsgiServer  # noqa: E402
 
 # cat_lines (what the request benchmark submits) goes to the tag `bench`, whose handler

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 
-import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))

@@ -5,7 +5,6 @@ import subprocess
 import time
 
 import pytest
-import requests
 
 from tests.support.clusters import require_cluster
 from tests.support.uwsgi_server import UwsgiServer

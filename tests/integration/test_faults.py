@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from tests.support.uwsgi_server import UwsgiServer, runs_per_job, tools_with_marker
@@ -76,31 +77,18 @@ def handler_pid(srv, name):
     return next(h["pid"] for h in handlers if h["name"] == name)
 
 
-def test_kill_9_of_a_mule_loses_nothing(tmp_path):
+@pytest.mark.parametrize("victim_name", ["main.job-handlers.2", "main.web.1"])
+def test_kill_9_of_a_mule_or_a_web_worker_loses_nothing(tmp_path, victim_name):
     srv, markers = marker_server(tmp_path)
     try:
-        victim = handler_pid(srv, "main.job-handlers.2")
+        victim = handler_pid(srv, victim_name)
         timer = threading.Timer(1.5, os.kill, (victim, signal.SIGKILL))
         timer.start()
         accepted = submit_all(srv)
         timer.join()
         assert len(accepted) == N
         assert_each_ran_once(srv, markers, accepted)
-        assert handler_pid(srv, "main.job-handlers.2") != victim  # uWSGI respawned it
-    finally:
-        srv.stop()
-
-
-def test_kill_9_of_a_web_worker_loses_nothing(tmp_path):
-    srv, markers = marker_server(tmp_path)
-    try:
-        victim = handler_pid(srv, "main.web.1")
-        timer = threading.Timer(1.5, os.kill, (victim, signal.SIGKILL))
-        timer.start()
-        accepted = submit_all(srv)
-        timer.join()
-        assert len(accepted) == N
-        assert_each_ran_once(srv, markers, accepted)
+        assert handler_pid(srv, victim_name) != victim  # uWSGI respawned it
     finally:
         srv.stop()
 

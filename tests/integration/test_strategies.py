@@ -2,7 +2,6 @@
 import time
 
 import pytest
-import requests
 
 from tests.support.postgres import fresh_database
 from tests.support.uwsgi_server import (UwsgiServer, WeblessHandler, runs_per_job,

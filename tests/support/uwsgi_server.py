@@ -61,7 +61,7 @@ class UwsgiServer:
 
     def write_config(self, mules, processes, galaxy, uwsgi):
         mule_ids = ",".join(str(i) for i in range(1, mules + 1))
-        lines = ["uwsgi:", f"  module: app.wsgi:application", f"  pythonpath: {REPO}",
+        lines = ["uwsgi:", "  module: app.wsgi:application", f"  pythonpath: {REPO}",
                  "  need-app: true", "  master: true", f"  processes: {processes}", "  threads: 4",
                  "  enable-threads: true", f"  http: 127.0.0.1:{self.port}", "  http-keepalive: 1",
                  "  http-auto-chunked: true",

@@ -159,15 +159,11 @@ def test_cancel_kills_the_scheduler_job(fake, local_ctx, new_job, wait_for):
 
 
 def test_recover_reattaches_by_external_id_and_never_resubmits(fake, local_ctx, new_job,
-                                                               wait_state):
+                                                               wait_state, wait_for):
     first = fake()
     job = new_job("noop")
     first.submit(job, DESTINATION)
-    row = wait_state(job["id"], models.QUEUED)
-    import time
-    deadline = time.monotonic() + 5
-    while not local_ctx.store.get_job(job["id"])["external_id"] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: local_ctx.store.get_job(job["id"])["external_id"], what="the external id")
     first.shutdown()
     second = fake()
     second.states = dict(first.states)
