@@ -14,9 +14,12 @@ scripts/cluster/up
 # PostgreSQL (Debian's package) on a private port and data dir: store and strategy tests
 # run on it as well as on SQLite. scripts/postgres-down stops it.
 scripts/postgres-up >/dev/null
-# nginx for the deployment tests (each test runs its own nginx on a private port).
+# nginx for the deployment tests (each test runs its own nginx on a private port), and
+# Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 scripts/nginx-install
+scripts/browser-install
 # With the services brought up here, a test that cannot reach one must fail, not skip.
-export MULETEER_REQUIRE_CLUSTERS=1 MULETEER_REQUIRE_POSTGRES=1 MULETEER_REQUIRE_NGINX=1
+export MULETEER_REQUIRE_CLUSTERS=1 MULETEER_REQUIRE_POSTGRES=1 MULETEER_REQUIRE_NGINX=1 \
+    MULETEER_REQUIRE_BROWSER=1 MULETEER_REQUIRE_FUZZ=1
 # pytest exits 5 when it collected no test: that fails this script too (non-zero).
 exec .venv/bin/python -m pytest -ra -q "${@:-tests}"

@@ -6,6 +6,7 @@ import secrets
 
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from app import uwsgi_env
 from app.accounts import AccountError, Accounts
@@ -20,6 +21,7 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None) ->
     ctx = ctx or build_context(config_file or uwsgi_env.config_file())
     config = ctx.config
     app = Flask(__name__)
+    app.url_map.converters["id"] = IdConverter
     app.config.update(
         MAX_CONTENT_LENGTH=config.max_request_body,
         SECRET_KEY=secret_key(config.resolve("database/secret_key")),
@@ -55,6 +57,14 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None) ->
     else:
         uwsgi_env.on_post_fork(after_fork)
     return app
+
+
+class IdConverter(IntegerConverter):
+    """A database id in a URL: larger than a 64-bit integer it cannot exist (and SQLite
+    would refuse to compare it), so such a URL simply does not match: 404."""
+
+    def __init__(self, map, *args, **kwargs):
+        super().__init__(map, min=1, max=2**63 - 1)
 
 
 def _first_admin(accounts: Accounts, config) -> None:

@@ -41,7 +41,9 @@ class Accounts:
             return conn.execute(select(func.count()).select_from(galaxy_user)).scalar_one()
 
     def create_user(self, email: str, password: str, is_admin: bool = False) -> dict:
-        email = (email or "").strip().lower()
+        if not isinstance(email, str):
+            raise AccountError("email", "expected an email address")
+        email = email.strip().lower()
         if "@" not in email or len(email) > 255 or any(c.isspace() for c in email):
             raise AccountError("email", "expected an email address")
         if not isinstance(password, str) or len(password) < MIN_PASSWORD or len(password) > 1024:

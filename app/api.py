@@ -130,7 +130,7 @@ def _int_arg(name, default, low, high):
     return int(raw)
 
 
-@api.get("/jobs/<int:job_id>")
+@api.get("/jobs/<id:job_id>")
 def show_job(job_id):
     job = _job_or_404(job_id)
     d = job_to_dict(job, full=True)
@@ -143,12 +143,12 @@ def show_job(job_id):
     return jsonify(d)
 
 
-@api.get("/jobs/<int:job_id>/stdout")
+@api.get("/jobs/<id:job_id>/stdout")
 def job_stdout(job_id):
     return _job_text(job_id, STDOUT)
 
 
-@api.get("/jobs/<int:job_id>/stderr")
+@api.get("/jobs/<id:job_id>/stderr")
 def job_stderr(job_id):
     return _job_text(job_id, STDERR)
 
@@ -161,7 +161,7 @@ def _job_text(job_id, name):
     return _send(path, mimetype="text/plain")
 
 
-@api.get("/jobs/<int:job_id>/outputs/<name>")
+@api.get("/jobs/<id:job_id>/outputs/<name>")
 def job_output(job_id, name):
     job = _job_or_404(job_id)
     tool = _ctx().tools.get(job["tool_id"])
@@ -184,8 +184,12 @@ def _send(path: str, mimetype: str | None = None, as_attachment: bool = False):
         if as_attachment:
             response.headers["Content-Disposition"] = f'attachment; filename="{os.path.basename(path)}"'
         return response
-    return send_file(path, mimetype=mimetype, as_attachment=as_attachment,
-                     download_name=os.path.basename(path), max_age=0, conditional=False)
+    response = send_file(path, mimetype=mimetype, as_attachment=as_attachment,
+                         download_name=os.path.basename(path), max_age=0, conditional=False)
+    if not as_attachment:
+        # Shown inline; a page's download link names the file itself.
+        response.headers.pop("Content-Disposition", None)
+    return response
 
 
 def _inside(job, relative: str) -> str | None:
@@ -197,7 +201,7 @@ def _inside(job, relative: str) -> str | None:
     return path if path.startswith(root + os.sep) else None
 
 
-@api.delete("/jobs/<int:job_id>")
+@api.delete("/jobs/<id:job_id>")
 def cancel_job(job_id):
     ctx = _ctx()
     job = _job_or_404(job_id)
@@ -281,7 +285,7 @@ def create_user():
     return jsonify(_user_dict(user)), 201
 
 
-@api.post("/users/<int:user_id>/api_keys")
+@api.post("/users/<id:user_id>/api_keys")
 def create_api_key(user_id):
     user = _user_or_404(user_id)
     if accounts().is_anonymous(user):
@@ -290,14 +294,14 @@ def create_api_key(user_id):
     return jsonify({"key": key, "note": "shown once: only its hash is stored"}), 201
 
 
-@api.get("/users/<int:user_id>/api_keys")
+@api.get("/users/<id:user_id>/api_keys")
 def list_api_keys(user_id):
     user = _user_or_404(user_id)
     return jsonify([{"id": k["id"], "prefix": k["prefix"], "create_time": iso(k["create_time"])}
                     for k in accounts().keys(user["id"])])
 
 
-@api.delete("/users/<int:user_id>/api_keys/<int:key_id>")
+@api.delete("/users/<id:user_id>/api_keys/<id:key_id>")
 def delete_api_key(user_id, key_id):
     user = _user_or_404(user_id)
     if not accounts().delete_key(user["id"], key_id):

@@ -109,5 +109,30 @@ def spec() -> dict:
                                      "responses": {"200": _json({"type": "object"})}}},
             "/api/users/current": {"get": {"summary": "Who I am", "operationId": "currentUser",
                                            "responses": {"200": _json({"type": "object"}), **_errors(401)}}},
+            "/api/users": {
+                "get": {"summary": "The users (admins)", "operationId": "listUsers",
+                        "responses": {"200": _json({"type": "array", "items": {"type": "object"}}),
+                                      **_errors(401, 403)}},
+                "post": {"summary": "Create a user (admins)", "operationId": "createUser",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                             "type": "object", "required": ["email", "password"],
+                             "properties": {"email": {"type": "string"}, "password": {"type": "string"},
+                                            "is_admin": {"type": "boolean"}}}}}},
+                         "responses": {"201": _json({"type": "object"}), **_errors(400, 401, 403)}}},
+            "/api/users/{user_id}/api_keys": {
+                "parameters": [{"name": "user_id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 1}}],
+                "get": {"summary": "A user's keys (prefixes only)", "operationId": "listApiKeys",
+                        "responses": {"200": _json({"type": "array", "items": {"type": "object"}}),
+                                      **_errors(401, 404)}},
+                "post": {"summary": "A new key, shown once", "operationId": "createApiKey",
+                         "responses": {"201": _json({"type": "object"}), **_errors(401, 403, 404)}}},
+            "/api/users/{user_id}/api_keys/{key_id}": {
+                "parameters": [{"name": "user_id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 1}},
+                               {"name": "key_id", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 1}}],
+                "delete": {"summary": "Remove a key", "operationId": "deleteApiKey",
+                           "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
         },
     }

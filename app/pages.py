@@ -142,7 +142,7 @@ def _visible_job(job_id: int) -> dict:
     return job
 
 
-@pages.get("/jobs/<int:job_id>")
+@pages.get("/jobs/<id:job_id>")
 @login_required
 def job(job_id):
     row = _visible_job(job_id)
@@ -172,7 +172,7 @@ def _tail(job: dict, name: str) -> str:
         return ""
 
 
-@pages.post("/jobs/<int:job_id>/cancel")
+@pages.post("/jobs/<id:job_id>/cancel")
 @login_required
 def cancel_job(job_id):
     row = _visible_job(job_id)
