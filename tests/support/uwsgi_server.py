@@ -64,7 +64,7 @@ class UwsgiServer:
         lines = ["uwsgi:", "  module: app.wsgi:application", f"  pythonpath: {REPO}",
                  "  need-app: true", "  master: true", f"  processes: {processes}", "  threads: 4",
                  "  enable-threads: true", f"  http: 127.0.0.1:{self.port}", "  http-keepalive: 1",
-                 "  buffer-size: 16384",
+                 "  buffer-size: 16384", "  post-buffering: 65536", "  limit-post: 2097152",
                  "  mule-msg-size: 65536", f"  pidfile: {self.pidfile}", "  die-on-term: true",
                  "  hook-master-start: unix_signal:2 gracefully_kill_them_all",
                  "  hook-master-start: unix_signal:15 gracefully_kill_them_all",
