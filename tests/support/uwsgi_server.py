@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from datetime import datetime, timezone
 
 import requests
 
@@ -52,6 +53,7 @@ class UwsgiServer:
         self.fifo = os.path.join(directory, "uwsgi.fifo")
         self.mules_reload = os.path.join(directory, "reload-mules")
         self.process = None
+        self.processes = processes
         # Galaxy's bootstrap_admin_api_key: the tests act as the first admin with it.
         self.api_key = secrets.token_urlsafe(24)
         self.http = self.session()
@@ -84,6 +86,8 @@ class UwsgiServer:
             fh.write("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 60.0) -> "UwsgiServer":
+        # As the API writes times (UTC, ISO 8601, milliseconds, Z), so strings compare.
+        self.started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         env = dict(os.environ, MULETEER_CONFIG=self.config_file)
         log = open(self.logfile, "ab")
         self.process = subprocess.Popen([UWSGI, "--yaml", self.config_file], cwd=self.directory,
@@ -104,8 +108,14 @@ class UwsgiServer:
         raise RuntimeError(f"uWSGI did not answer within {timeout} s:\n{self.log_tail()}")
 
     def _handlers_up(self) -> bool:
-        names = {h["name"] for h in self.http.get(self.url + "/api/handlers", timeout=2).json()["handlers"]}
-        return all(f"main.job-handlers.{i}" in names for i in range(1, self.mules + 1))
+        """Every mule and every web worker's handler thread has written its heartbeat (with
+        lazy-apps a worker starts its handler only once it has loaded the app)."""
+        handlers = self.http.get(self.url + "/api/handlers", timeout=2).json()["handlers"]
+        # Heartbeats of this start only: after a restart the old rows are still there.
+        names = {h["name"] for h in handlers if h["last_seen"] >= self.started_at}
+        expected = [f"main.job-handlers.{i}" for i in range(1, self.mules + 1)]
+        expected += [f"main.web.{i}" for i in range(1, self.processes + 1)]
+        return all(name in names for name in expected)
 
     @property
     def mules(self) -> int:
