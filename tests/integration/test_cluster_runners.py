@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.support.clusters import require_cluster
-from tests.support.uwsgi_server import UwsgiServer
+from tests.support.uwsgi_server import UwsgiServer, free_port
 
 TORQUE_BIN = os.environ.get("MULETEER_TORQUE_BIN", "/opt/muleteer-cluster/torque/bin")
 
@@ -123,3 +123,34 @@ def test_a_job_survives_a_server_restart_while_it_runs(cluster_server):
     assert final["state"] == "ok", final
     assert final["external_id"] == running["external_id"]  # re-attached, not resubmitted
     assert stdout(srv, job["id"]) == "sleeping 4 s\ndone\n"
+
+
+def test_a_scheduler_that_is_down_keeps_the_job_queued_then_gives_up_clearly(tmp_path):
+    """Real sbatch, pointed at a controller port where nothing listens: the job stays
+    queued with the reason shown while submission is retried, then ends error saying so."""
+    require_cluster("slurm")
+    real_conf = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
+    dead_conf = tmp_path / "slurm.conf"
+    lines = [line for line in open(real_conf).read().splitlines()
+             if not line.strip().lower().startswith("slurmctldport")]
+    dead_conf.write_text("\n".join(lines + [f"SlurmctldPort={free_port()}"]) + "\n")
+    conf = JOB_CONFS["slurm"].replace(
+        'workers="2"/>', 'workers="2"><param id="submit_retries">2</param>'
+                         '<param id="submit_retry_delay">1</param></plugin>')
+    srv = UwsgiServer(str(tmp_path / "srv"), job_conf=conf, mules=1,
+                      env={"SLURM_CONF": str(dead_conf)}).start()
+    try:
+        job = srv.submit("cat_lines", text="never runs")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            seen = srv.job(job["id"])
+            if seen["info"] and "retry" in seen["info"]:
+                break
+            time.sleep(0.2)
+        assert seen["state"] == "queued", seen
+        assert "slurm unavailable" in seen["info"] and "retry 1 of 2" in seen["info"], seen["info"]
+        final = srv.wait(job["id"], timeout=90)
+        assert final["state"] == "error"
+        assert final["info"].startswith("gave up after 2 retries: slurm unavailable"), final["info"]
+    finally:
+        srv.stop()

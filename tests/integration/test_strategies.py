@@ -177,3 +177,27 @@ def test_resubmit_rules_are_followed_on_every_attempt(tmp_path):
     finally:
         handler.stop()
         srv.stop()
+
+
+def test_kill_9_of_a_webless_handler_with_1000_jobs_in_flight_loses_nothing(tmp_path):
+    srv, markers = webless_server(tmp_path)
+    srv.start()
+    handlers = [WeblessHandler(srv.config_file, f"handler{i}").start() for i in range(2)]
+    try:
+        ids = submit_many(srv, 1000, seconds=0.05)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until handler0 holds unfinished work
+            if any(srv.job(i)["handler"] == "handler0" and srv.job(i)["state"] in ("queued", "running")
+                   for i in ids[-200:]):
+                break
+            time.sleep(0.1)
+        handlers[0].kill()
+        wait_all_ok(srv, ids, timeout=240)
+        runs = runs_per_job(markers)
+        assert sorted(runs) == sorted(ids)
+        twice = {job_id: n for job_id, n in runs.items() if n != 1}
+        assert not twice, f"ran more than once: {twice}"
+    finally:
+        for handler in handlers:
+            handler.stop()
+        srv.stop()

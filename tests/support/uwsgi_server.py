@@ -43,8 +43,10 @@ def free_port() -> int:
 
 class UwsgiServer:
     def __init__(self, directory: str, *, job_conf: str = DEFAULT_JOB_CONF, mules: int = 3,
-                 processes: int = 2, galaxy: dict | None = None, uwsgi: dict | None = None):
+                 processes: int = 2, galaxy: dict | None = None, uwsgi: dict | None = None,
+                 env: dict | None = None):
         self.directory = directory
+        os.makedirs(directory, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_file = os.path.join(directory, "galaxy.yml")
@@ -54,6 +56,7 @@ class UwsgiServer:
         self.mules_reload = os.path.join(directory, "reload-mules")
         self.process = None
         self.processes = processes
+        self.env = env or {}
         # Galaxy's bootstrap_admin_api_key: the tests act as the first admin with it.
         self.api_key = secrets.token_urlsafe(24)
         self.http = self.session()
@@ -88,7 +91,7 @@ class UwsgiServer:
     def start(self, timeout: float = 60.0) -> "UwsgiServer":
         # As the API writes times (UTC, ISO 8601, milliseconds, Z), so strings compare.
         self.started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        env = dict(os.environ, MULETEER_CONFIG=self.config_file)
+        env = dict(os.environ, MULETEER_CONFIG=self.config_file, **self.env)
         log = open(self.logfile, "ab")
         self.process = subprocess.Popen([UWSGI, "--yaml", self.config_file], cwd=self.directory,
                                         stdout=log, stderr=subprocess.STDOUT, env=env,
