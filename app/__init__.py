@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-import secrets
 
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from app import uwsgi_env
-from app.accounts import AccountError, Accounts
+from app.accounts import Accounts, ensure_first_admin
 from app.auth import csrf, load_user, secret_key
 from app.context import AppContext, build_context
 from app.dispatch import Dispatcher
@@ -68,19 +67,9 @@ class IdConverter(IntegerConverter):
 
 
 def _first_admin(accounts: Accounts, config) -> None:
-    """A fresh install gets an admin, and says how to log in (like a notebook's token)."""
-    if accounts.count():
-        return
-    email = next((e.strip() for e in config.admin_users.split(",") if e.strip()), "admin@localhost")
-    password = secrets.token_urlsafe(12)
-    try:
-        user = accounts.create_user(email, password, is_admin=True)
-    except AccountError:
-        return  # another worker loading the app at the same time made it (lazy-apps)
-    key = accounts.new_key(user["id"])
-    log.warning("muleteer: created the first admin user. Log in as %s with password %s, or use "
-                "the API key %s (header x-api-key). Both are shown only this once.",
-                email, password, key)
+    message = ensure_first_admin(accounts, config)
+    if message:
+        log.warning("%s", message)
 
 
 def _register_error_pages(app: Flask) -> None:

@@ -144,3 +144,22 @@ class Accounts:
             # Old attempts mean nothing any more.
             conn.execute(delete(login_attempt).where(
                 login_attempt.c.create_time < utcnow() - timedelta(days=1)))
+
+
+def ensure_first_admin(accounts: Accounts, config) -> str | None:
+    """A fresh install gets an admin; returns how to log in (shown once), or None.
+
+    run.sh's configuration check (app.check) does this before uWSGI starts, so the message
+    reaches the terminal; create_app does it too for servers started some other way.
+    """
+    if accounts.count():
+        return None
+    email = next((e.strip() for e in config.admin_users.split(",") if e.strip()), "admin@localhost")
+    password = secrets.token_urlsafe(12)
+    try:
+        user = accounts.create_user(email, password, is_admin=True)
+    except AccountError:
+        return None  # another process starting at the same moment made it
+    key = accounts.new_key(user["id"])
+    return (f"muleteer: created the first admin user. Log in as {email} with password {password}, "
+            f"or use the API key {key} (header x-api-key). Both are shown only this once.")

@@ -4,6 +4,7 @@ run.sh calls it before starting uWSGI so a bad file never half-starts a server; 
 --handlers it lists the handlers and their heartbeats from the database (run.sh --status)."""
 import sys
 
+from app.accounts import Accounts, ensure_first_admin
 from app.config import ConfigError
 from app.context import build_context
 from app.job_conf import JobConfError
@@ -20,6 +21,10 @@ def main(argv: list[str]) -> int:
         print(f"muleteer: configuration error: {exc}", file=sys.stderr)
         return 1
     conf = ctx.job_conf
+    message = ensure_first_admin(Accounts(ctx.store.engine, ctx.config.admin_users.split(",")),
+                                 ctx.config)
+    if message:
+        print(message)
     if show_handlers:
         for h in ctx.store.handlers():
             jobs = ", ".join(f"{state} {n}" for state, n in sorted(h["jobs"].items())) or "no jobs"
