@@ -5,7 +5,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -88,13 +88,6 @@ class Accounts:
                 galaxy_user.c.email == (email or "").strip().lower())).mappings().first()
         ok = check_password_hash(row["password_hash"] if row else _DUMMY_HASH, password or "")
         return dict(row) if row and ok else None
-
-    def set_password(self, user_id: int, password: str) -> None:
-        if len(password or "") < MIN_PASSWORD:
-            raise AccountError("password", f"at least {MIN_PASSWORD} characters")
-        with self.engine.begin() as conn:
-            conn.execute(update(galaxy_user).where(galaxy_user.c.id == user_id)
-                         .values(password_hash=generate_password_hash(password)))
 
     # -- API keys ---------------------------------------------------------------------
     def new_key(self, user_id: int) -> str:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, session, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, url_for
 
 from app import models, submission
 from app.accounts import AccountError
-from app.auth import accounts, is_admin, unauthorized_json
+from app.auth import accounts, current_owner, is_admin, unauthorized_json, visible_job
 from app.store import iso, job_to_dict
 from app.tools import ParamError
 from mules.job_files import STDERR, STDOUT
@@ -52,21 +52,10 @@ def _dispatcher():
 
 
 def _job_or_404(job_id: int) -> dict:
-    """The job if the caller may see it. Another user's job is a 404 like a missing one,
-    so job ids tell nothing about other users."""
-    job = _ctx().store.get_job(job_id)
-    if job is None or not (is_admin() or (g.user and job["user_id"] == g.user["id"])):
+    job = visible_job(job_id)
+    if job is None:
         raise ApiError(404, f"no job {job_id}")
     return job
-
-
-def _owner_id() -> int:
-    """The submitting user; an anonymous visitor (anonymous access on) gets a user of
-    their own, kept in their session, so they too see only their own jobs."""
-    if g.user is None:
-        g.user = accounts().create_anonymous()
-        session["user_id"] = g.user["id"]
-    return g.user["id"]
 
 
 # -- jobs -------------------------------------------------------------------------
@@ -95,7 +84,7 @@ def submit_job():
     except ParamError as exc:
         raise ApiError(400, str(exc), exc.field) from None
 
-    job = submission.submit(ctx, _dispatcher(), tool, values, _owner_id())
+    job = submission.submit(ctx, _dispatcher(), tool, values, current_owner()["id"])
     response = jsonify(job_to_dict({**job, "handler": None, "external_id": None, "exit_code": None,
                                     "info": None, "queued_time": None, "start_time": None,
                                     "end_time": None}))

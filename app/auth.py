@@ -25,6 +25,8 @@ def accounts():
 def load_user() -> None:
     """Resolve the caller once per request into g.user (None: anonymous) and g.auth."""
     g.user, g.auth, g.bad_key = None, None, False
+    if request.endpoint == "static":
+        return  # a stylesheet needs no user: no database query per static file
     key = request.headers.get("x-api-key") or request.args.get("key")
     if key:
         g.auth = "key"
@@ -46,6 +48,24 @@ def load_user() -> None:
 
 def is_admin() -> bool:
     return accounts().is_admin(g.get("user"))
+
+
+def visible_job(job_id: int) -> dict | None:
+    """The job if the caller may see it (its owner, or an admin), else None: another
+    user's job must look exactly like a missing one, so ids tell nothing about others."""
+    job = current_app.extensions["muleteer"].store.get_job(job_id)
+    if job is None or not (is_admin() or (g.get("user") and job["user_id"] == g.user["id"])):
+        return None
+    return job
+
+
+def current_owner() -> dict:
+    """The user a submission belongs to. An anonymous visitor (anonymous access on) gets a
+    user of their own, kept in their session, so they too see only their own jobs."""
+    if g.get("user") is None:
+        g.user = accounts().create_anonymous()
+        session["user_id"] = g.user["id"]
+    return g.user
 
 
 def unauthorized_json():

@@ -15,7 +15,8 @@ from flask import (Blueprint, abort, current_app, flash, g, redirect, render_tem
 
 from app import models, submission
 from app.accounts import AccountError
-from app.auth import accounts, admin_required, is_admin, login_required
+from app.auth import (accounts, admin_required, current_owner, is_admin, login_required,
+                      visible_job)
 from app.store import iso
 from app.tools import ParamError
 from mules.job_files import STDERR, STDOUT
@@ -118,11 +119,8 @@ def tool_form(tool_id):
         name = exc.field.split(".", 1)[-1]
         return render_template("tool_form.html", tool=tool, values=request.form,
                                errors={name: exc.message}), 400
-    if g.user is None:
-        g.user = accounts().create_anonymous()
-        session["user_id"] = g.user["id"]
     job = submission.submit(_ctx(), current_app.extensions["muleteer.dispatcher"], tool, values,
-                            g.user["id"])
+                            current_owner()["id"])
     flash(f"Job {job['id']} submitted.")
     return redirect(url_for("pages.job", job_id=job["id"]))
 
@@ -136,8 +134,8 @@ def jobs():
 
 
 def _visible_job(job_id: int) -> dict:
-    job = _ctx().store.get_job(job_id)
-    if job is None or g.user is None or not (is_admin() or job["user_id"] == g.user["id"]):
+    job = visible_job(job_id)
+    if job is None:
         abort(404, f"No job {job_id}.")
     return job
 
