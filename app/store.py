@@ -351,21 +351,19 @@ class JobStore:
             conn.execute(update(job).where(job.c.id == job_id).values(update_time=utcnow(), **values))
 
     def heartbeat(self, name: str, tags, strategy: str, messages_failed: int = 0,
-                  sweep_seconds: float | None = None) -> None:
+                  sweep_seconds: float | None = None, starting: bool = False) -> None:
+        """Record that handler `name` is alive; `starting` marks a (re)start of it."""
         now = utcnow()
         values = dict(tags=",".join(tags), strategy=strategy, host=socket.gethostname(),
                       pid=os.getpid(), last_seen=now, messages_failed=messages_failed,
                       sweep_seconds=sweep_seconds)
+        if starting:
+            values["started"] = now
         with self.engine.begin() as conn:
             updated = conn.execute(update(handler_table).where(handler_table.c.name == name)
                                    .values(**values)).rowcount
             if not updated:
-                conn.execute(insert(handler_table).values(name=name, started=now, **values))
-
-    def mark_started(self, name: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(handler_table).where(handler_table.c.name == name)
-                         .values(started=utcnow()))
+                conn.execute(insert(handler_table).values(**{"started": now, **values, "name": name}))
 
     def handlers(self) -> list[dict]:
         with self.engine.connect() as conn:

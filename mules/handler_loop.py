@@ -72,7 +72,7 @@ class JobHandler:
     # -- the loop -------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         log.info("handler %s (%s) starting, tags: %s", self.name, self.strategy, ", ".join(self.tags))
-        self._guarded(self.heartbeat)
+        self._guarded(self.heartbeat, True)
         self._guarded(self.recover)
         next_sweep = 0.0
         while not stop.is_set():
@@ -125,9 +125,10 @@ class JobHandler:
             self.enforce_limits()
         self.last_sweep_seconds = time.monotonic() - started
 
-    def heartbeat(self) -> None:
+    def heartbeat(self, starting: bool = False) -> None:
         failed = self.dispatcher.failed if self.dispatcher else 0
-        self.store.heartbeat(self.name, self.tags, self.strategy, failed, self.last_sweep_seconds)
+        self.store.heartbeat(self.name, self.tags, self.strategy, failed, self.last_sweep_seconds,
+                             starting=starting)
 
     def recover(self) -> None:
         """Jobs this handler owned when it last stopped: re-attach, restart or finish them."""

@@ -72,9 +72,13 @@ def assert_each_ran_once(srv, markers, accepted, timeout=180):
     assert not twice, f"ran more than once: {twice}"
 
 
-def handler_pid(srv, name):
+def handler_row(srv, name):
     handlers = srv.http.get(f"{srv.url}/api/handlers", timeout=30).json()["handlers"]
-    return next(h["pid"] for h in handlers if h["name"] == name)
+    return next(h for h in handlers if h["name"] == name)
+
+
+def handler_pid(srv, name):
+    return handler_row(srv, name)["pid"]
 
 
 @pytest.mark.parametrize("victim_name", ["main.job-handlers.2", "main.web.1"])
@@ -82,6 +86,7 @@ def test_kill_9_of_a_mule_or_a_web_worker_loses_nothing(tmp_path, victim_name):
     srv, markers = marker_server(tmp_path)
     try:
         victim = handler_pid(srv, victim_name)
+        started = handler_row(srv, victim_name)["started"]
         timer = threading.Timer(1.5, os.kill, (victim, signal.SIGKILL))
         timer.start()
         accepted = submit_all(srv)
@@ -89,6 +94,7 @@ def test_kill_9_of_a_mule_or_a_web_worker_loses_nothing(tmp_path, victim_name):
         assert len(accepted) == N
         assert_each_ran_once(srv, markers, accepted)
         assert handler_pid(srv, victim_name) != victim  # uWSGI respawned it
+        assert handler_row(srv, victim_name)["started"] > started  # and it says so
     finally:
         srv.stop()
 

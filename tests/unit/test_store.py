@@ -241,8 +241,10 @@ def test_heartbeat_inserts_then_updates(store):
     assert (second["tags"], second["strategy"]) == ("h1,slow", "uwsgi-mule-message")
     assert (second["messages_failed"], second["sweep_seconds"]) == (3, 0.25)
 
-    store.mark_started("h1")
-    assert store.handlers()[0]["started"] >= first["started"]
+    # A restarted handler (same name, new process) says so in its first heartbeat.
+    store.heartbeat("h1", ["h1"], "webless", starting=True)
+    restarted = store.handlers()[0]
+    assert restarted["started"] == restarted["last_seen"] >= first["started"]
 
 
 def test_handlers_counts_jobs_and_unclaimed_work(store, make_job):
