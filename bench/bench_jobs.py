@@ -76,18 +76,31 @@ class Client:
         return json.loads(data)
 
 
+class Submissions:
+    """What a client's POSTs came to: accepted ids, refusals, and 5xx answers."""
+
+    def __init__(self, client, tool):
+        self.client, self.tool = client, tool
+        self.ids, self.errors, self.server_errors = [], 0, 0
+
+    def post(self):
+        status, data = self.client.request("POST", "/api/jobs", {"tool_id": self.tool, "params": {}})
+        if status == 201:
+            self.ids.append(json.loads(data)["id"])
+        else:
+            self.errors += 1
+            self.server_errors += status >= 500
+
+    def result(self):
+        return self.ids, self.errors, self.server_errors
+
+
 def _post_worker(args):
     url, count, tool, key = args
-    client = Client(url, key)
-    ids, errors, server_errors = [], 0, 0
+    posts = Submissions(Client(url, key), tool)
     for _ in range(count):
-        status, data = client.request("POST", "/api/jobs", {"tool_id": tool, "params": {}})
-        if status == 201:
-            ids.append(json.loads(data)["id"])
-        else:
-            errors += 1
-            server_errors += status >= 500
-    return ids, errors, server_errors
+        posts.post()
+    return posts.result()
 
 
 def submit_burst(url, n, tool, clients, key=None):
@@ -101,20 +114,14 @@ def submit_burst(url, n, tool, clients, key=None):
 
 
 def submit_paced(url, n, tool, rate, key=None):
-    client = Client(url, key)
-    ids, errors, server_errors = [], 0, 0
+    posts = Submissions(Client(url, key), tool)
     started = time.monotonic()
     for k in range(n):
         delay = started + k / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        status, data = client.request("POST", "/api/jobs", {"tool_id": tool, "params": {}})
-        if status == 201:
-            ids.append(json.loads(data)["id"])
-        else:
-            errors += 1
-            server_errors += status >= 500
-    return ids, errors, server_errors
+        posts.post()
+    return posts.result()
 
 
 def active_count(client):

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 
-from tests.support.uwsgi_server import REPO, UwsgiServer, free_port
+from tests.support.uwsgi_server import REPO, UwsgiServer, free_port, stop_process
 
 NGINX = "/usr/sbin/nginx"
 SITE_CONF = os.path.join(REPO, "contrib", "nginx", "muleteer.conf")
@@ -130,19 +130,8 @@ http {{
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            # SIGQUIT: graceful (finish open requests); SIGTERM would be fast.
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Workers left behind by a master that did not stop in time: its own session only.
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        # SIGQUIT: graceful (finish open requests); SIGTERM would be fast.
+        stop_process(self.process, signal.SIGQUIT, timeout)
         self.process = None
 
     def log_tail(self, lines: int = 30) -> str:

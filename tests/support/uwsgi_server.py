@@ -35,6 +35,22 @@ DEFAULT_JOB_CONF = """<?xml version="1.0"?>
 """
 
 
+def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> None:
+    """Ask a server we started to stop (sig), then kill what is left of its own process
+    group (its session: jobs run in sessions of their own and are not touched)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -128,19 +144,7 @@ class UwsgiServer:
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Anything left of the server's own process group (not the jobs: they run in
-        # sessions of their own, by design).
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        stop_process(self.process, signal.SIGTERM, timeout)
         self.process = None
 
     def restart(self) -> None:
