@@ -53,6 +53,7 @@ class JobHandler:
         self.strategy = strategy
         self.inbox = inbox
         self.interval = ctx.config.job_handler_monitor_sleep
+        self._next_adoption = 0.0
         self.runners: dict = {}
         limits = ctx.job_conf.limits if ctx.job_conf else []
         self.destination_limits = {l.id: l.value for l in limits
@@ -114,7 +115,12 @@ class JobHandler:
     def sweep(self) -> None:
         started = time.monotonic()
         self.heartbeat()
-        self.adopt_orphans()
+        if time.monotonic() >= self._next_adoption:
+            # Silence is measured against handler_heartbeat_timeout (60 s): looking a few
+            # times per timeout is enough, and spares a write per handler per second.
+            self._next_adoption = time.monotonic() + max(
+                self.interval, self.ctx.config.handler_heartbeat_timeout / 4)
+            self.adopt_orphans()
         for job in self.store.claim_new(self.name, self.tags,
                                         destination_limits=self.destination_limits,
                                         user_limits=self.user_limits):
