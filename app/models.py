@@ -38,9 +38,15 @@ job = Table(
     Column("attempt", Integer, nullable=False, default=1, server_default="1"),
     Column("resubmit", Text, nullable=False, default="[]", server_default="[]"),
     Column("user_id", Integer),  # the owner; only they (and admins) see the job
+    # Fencing: every claim or adoption takes the next lease; a handler acts on a job only
+    # while the row still carries the lease it was given (migration 0004).
+    Column("lease", Integer, nullable=False, default=0, server_default="0"),
+    # The client's Idempotency-Key: a retried submission answers with the first job.
+    Column("idempotency_key", String(255)),
     Index("ix_job_state_handler_tag", "state", "handler_tag"),
     Index("ix_job_handler_state", "handler", "state"),
     Index("ix_job_tool_id", "tool_id"),
+    Index("ix_job_user_idempotency_key", "user_id", "idempotency_key"),
 )
 
 job_state_history = Table(
