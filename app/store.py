@@ -11,19 +11,27 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import socket
+import time
 from datetime import datetime, timezone
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import and_, case, create_engine, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from app import models
 from app.models import job, job_state_history, handler as handler_table
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+log = logging.getLogger(__name__)
+# A handler's report of what a job did is retried while the database is locked or away,
+# never turned into a job error; this is how long it keeps trying before it gives up
+# (the job stays as it was in the store: a later sweep or recovery still finishes it).
+WRITE_RETRY_SECONDS = 3600.0
 
 
 def utcnow() -> datetime:
@@ -39,11 +47,36 @@ class JobStore:
         self.url = make_url(url)
         options = dict(engine_options or {})
         if self.url.get_backend_name() == "sqlite":
-            # Several processes write at once: wait for the lock rather than fail.
-            options.setdefault("connect_args", {}).setdefault("timeout", 60)
+            # Several processes write at once: wait for the lock rather than fail, but less
+            # than uWSGI's harakiri (60 s), so a web request gets its 503 answer; a handler's
+            # writes are retried past it (see _retrying).
+            options.setdefault("connect_args", {}).setdefault("timeout", 30)
             database = self.url.database
             if database and database != ":memory:":
-                os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+                # The file holds password and API-key hashes: 0600 in a 0700 directory,
+                # whatever the umask (SQLite gives its -wal/-shm files the database's mode).
+                # An existing one of ours is tightened; a shared (sticky, e.g. /tmp) or
+                # foreign directory is left alone, with a warning.
+                database = os.path.abspath(database)
+                directory = os.path.dirname(database)
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                info = os.stat(directory)
+                if info.st_mode & 0o077 and info.st_uid == os.geteuid() and not info.st_mode & 0o1000:
+                    os.chmod(directory, 0o700)
+                    log.warning("%s was mode %04o: made it 0700 (it holds the database)",
+                                directory, info.st_mode & 0o7777)
+                elif info.st_mode & 0o022:
+                    log.warning("%s (the database's directory) is writable by other accounts",
+                                directory)
+                fd = os.open(database, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    info = os.fstat(fd)
+                    if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                        os.fchmod(fd, 0o600)
+                        log.warning("%s was mode %04o: made it 0600", database,
+                                    info.st_mode & 0o7777)
+                finally:
+                    os.close(fd)
         self.engine = create_engine(self.url, **options)
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -81,25 +114,69 @@ class JobStore:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- web side -----------------------------------------------------------------
+    # A retried submission (same user, same Idempotency-Key) within this time gets the first
+    # job. PostgreSQL locks a key with pg_advisory_xact_lock(IDEMPOTENCY_LOCK_SPACE,
+    # hashtext(user:key)): the two-key form never meets the migrations' one-key lock (7411).
+    IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+    IDEMPOTENCY_LOCK_SPACE = 7412
+
     def create_job(self, *, tool_id, tool_version, params, command_line, handler_tag,
-                   destination_id, runner, resubmit=(), user_id=None) -> dict:
-        """INSERT the job in state `new` and COMMIT; only then may anyone be told of it."""
+                   destination_id, runner, resubmit=(), user_id=None,
+                   idempotency_key=None) -> dict:
+        """INSERT the job in state `new` and COMMIT; only then may anyone be told of it.
+
+        With an `idempotency_key` (the client's Idempotency-Key), a job of the same user with
+        the same key written within IDEMPOTENCY_WINDOW_SECONDS is returned instead of a new
+        one. The lookup and the insert are one transaction that concurrent submissions of
+        the same key go through one at a time (SQLite: BEGIN IMMEDIATE takes the write lock first;
+        PostgreSQL: an advisory lock on the user and key), so a retry racing its original
+        still makes one job. The returned row's `created` says which happened."""
+        from datetime import timedelta
         now = utcnow()
         row = dict(tool_id=tool_id, tool_version=tool_version, params=json.dumps(params),
                    command_line=command_line, state=models.NEW, handler_tag=handler_tag,
                    destination_id=destination_id, runner=runner, create_time=now,
                    update_time=now, attempt=1, resubmit=json.dumps(list(resubmit)),
-                   user_id=user_id)
+                   user_id=user_id, idempotency_key=idempotency_key)
         with self.engine.begin() as conn:
+            if idempotency_key is not None:
+                if self.dialect == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+                                 {"space": self.IDEMPOTENCY_LOCK_SPACE,
+                                  "key": f"{user_id}:{idempotency_key}"})
+                since = now - timedelta(seconds=self.IDEMPOTENCY_WINDOW_SECONDS)
+                earlier = self.idempotent_job(user_id, idempotency_key, since, conn=conn)
+                if earlier is not None:
+                    return {**earlier, "created": False}
             job_id = conn.execute(insert(job).values(**row)).inserted_primary_key[0]
             conn.execute(insert(job_state_history).values(
                 job_id=job_id, state=models.NEW, handler=None, create_time=now))
-        return {**row, "id": job_id}
+        return {**row, "id": job_id, "created": True}
 
-    def get_job(self, job_id: int) -> dict | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(job).where(job.c.id == job_id)).mappings().first()
-        return dict(row) if row else None
+    def idempotent_job(self, user_id, idempotency_key: str, since: datetime,
+                       conn=None) -> dict | None:
+        """The first job `user_id` submitted with `idempotency_key` since `since`, if any."""
+        owner = job.c.user_id.is_(None) if user_id is None else job.c.user_id == user_id
+        query = (select(job).where(owner, job.c.idempotency_key == idempotency_key,
+                                   job.c.create_time >= since)
+                 .order_by(job.c.id).limit(1))
+        if conn is not None:
+            found = conn.execute(query).mappings().first()
+        else:
+            with self.engine.connect() as own:
+                found = own.execute(query).mappings().first()
+        return dict(found) if found else None
+
+    def get_job(self, job_id: int, retry: bool = False) -> dict | None:
+        """The job's row; `retry` (a handler reading to decide): retried while the database
+        is away, so a busy database never decides a job's fate."""
+        def read():
+            with self.engine.connect() as conn:
+                row = conn.execute(select(job).where(job.c.id == job_id)).mappings().first()
+            return dict(row) if row else None
+        return self._retrying(read) if retry else read()
 
     def list_jobs(self, *, state=None, tool_id=None, limit=50, offset=0, user_id=None):
         """Jobs newest first; user_id limits them to one owner (None: everyone's)."""
@@ -256,7 +333,7 @@ class JobStore:
                 condition = job.c.id.in_(ids)
             stmt = (update(job).where(condition, job.c.state == models.NEW, job.c.handler.is_(None))
                     .values(state=models.QUEUED, handler=handler_name, queued_time=now,
-                            update_time=now)
+                            update_time=now, lease=job.c.lease + 1)
                     .returning(*job.c))
             # Oldest first: RETURNING has no order on PostgreSQL.
             rows = sorted((dict(r) for r in conn.execute(stmt).mappings().all()),
@@ -267,37 +344,62 @@ class JobStore:
                     for r in rows])
         return rows
 
-    def adopt_orphans(self, handler_name: str, tags, silent_since: datetime) -> list[dict]:
-        """Take over the unfinished jobs of handlers silent since `silent_since` whose jobs
-        were sent to one of `tags`. One UPDATE: two live handlers never adopt the same job."""
-        dead = select(handler_table.c.name).where(handler_table.c.last_seen < silent_since,
-                                                  handler_table.c.name != handler_name)
-        now = utcnow()
-        stmt = (update(job).where(job.c.handler.in_(dead.scalar_subquery()),
-                                  job.c.handler_tag.in_(list(tags)),
-                                  job.c.state.in_([models.QUEUED, models.RUNNING, models.DELETING]))
-                .values(handler=handler_name, update_time=now).returning(*job.c))
-        with self.engine.begin() as conn:
-            rows = [dict(r) for r in conn.execute(stmt).mappings().all()]
-            if rows:
-                conn.execute(insert(job_state_history), [
-                    dict(job_id=r["id"], state=r["state"], handler=handler_name, create_time=now,
-                         info="adopted from a handler that stopped sending heartbeats")
-                    for r in rows])
-        return rows
+    def handler_heartbeats(self) -> dict[str, tuple[datetime, tuple[str, ...]]]:
+        """Every handler's last heartbeat and tags: name -> (last_seen, tags)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(handler_table.c.name, handler_table.c.last_seen,
+                                       handler_table.c.tags)).all()
+        return {name: (seen, tuple(t for t in tags.split(",") if t)) for name, seen, tags in rows}
 
-    def resubmit(self, job_id: int, *, destination_id: str, runner: str, handler_tag: str,
-                 rules: list, info: str) -> dict | None:
+    def adopt_orphans(self, handler_name: str, tags, silent: dict) -> list[dict]:
+        """Take over the unfinished jobs, sent to one of `tags`, of the handlers in `silent`
+        (name -> the last_seen its observer saw unchanged for the whole timeout). Only while
+        that heartbeat is still the one observed: a handler that spoke since keeps its jobs.
+        One UPDATE per handler, each job's lease renewed: two live handlers never adopt
+        the same job, and the silent one, should it wake, holds nothing."""
+        adopted = []
+        for victim, last_seen in silent.items():
+            if victim == handler_name:
+                continue
+            still_silent = (select(handler_table.c.name)
+                            .where(handler_table.c.name == victim,
+                                   handler_table.c.last_seen == last_seen).exists())
+            now = utcnow()
+            stmt = (update(job).where(job.c.handler == victim, job.c.handler_tag.in_(list(tags)),
+                                      job.c.state.in_([models.QUEUED, models.RUNNING,
+                                                       models.DELETING]),
+                                      still_silent)
+                    .values(handler=handler_name, update_time=now, lease=job.c.lease + 1)
+                    .returning(*job.c))
+            with self.engine.begin() as conn:
+                rows = sorted((dict(r) for r in conn.execute(stmt).mappings().all()),
+                              key=lambda r: r["id"])
+                if rows:
+                    conn.execute(insert(job_state_history), [
+                        dict(job_id=r["id"], state=r["state"], handler=handler_name,
+                             create_time=now,
+                             info=f"adopted from {victim}, silent since {iso(last_seen)}")
+                        for r in rows])
+            adopted += rows
+        return adopted
+
+    def resubmit(self, job_id: int, lease: int, *, destination_id: str, runner: str,
+                 handler_tag: str, rules: list, info: str) -> dict | None:
         """Send a failed attempt back to `new` at another destination, with that
-        destination's resubmit rules stored on the job for the next failure."""
+        destination's resubmit rules stored on the job for the next failure. Only by the
+        holder of the job's lease; the lease moves on (nobody holds a `new` job)."""
+        return self._retrying(self._resubmit, job_id, lease, destination_id, runner,
+                              handler_tag, rules, info)
+
+    def _resubmit(self, job_id, lease, destination_id, runner, handler_tag, rules, info):
         now = utcnow()
-        stmt = (update(job).where(job.c.id == job_id,
+        stmt = (update(job).where(job.c.id == job_id, job.c.lease == lease,
                                   job.c.state.in_([models.QUEUED, models.RUNNING]))
                 .values(state=models.NEW, handler=None, handler_tag=handler_tag,
                         destination_id=destination_id, runner=runner, external_id=None,
                         exit_code=None, info=info, attempt=job.c.attempt + 1,
                         resubmit=json.dumps(rules), queued_time=None, start_time=None,
-                        end_time=None, update_time=now)
+                        end_time=None, update_time=now, lease=job.c.lease + 1)
                 .returning(*job.c))
         with self.engine.begin() as conn:
             row = conn.execute(stmt).mappings().first()
@@ -315,13 +417,21 @@ class JobStore:
         return [dict(r) for r in rows]
 
     def transition(self, job_id: int, state: str, *, from_states, handler: str | None = None,
-                   info: str | None = None, **values) -> dict | None:
+                   info: str | None = None, lease: int | None = None, **values) -> dict | None:
         """Move a job to `state` if it is in one of `from_states`; record history.
 
         A job whose cancel was requested (`deleting`) that ends becomes `deleted` (the
         user's cancel wins over the job's own end) when the caller allows `deleting` in
-        from_states, as runners do. Returns the updated row or None.
+        from_states, as runners do. With `lease` (a handler's report), only while the job
+        still carries that lease, and retried while the database is locked: a busy
+        database never turns a job's real end into an error. Returns the row or None.
         """
+        if lease is None:
+            return self._transition(job_id, state, from_states, handler, info, None, values)
+        return self._retrying(self._transition, job_id, state, from_states, handler, info,
+                              lease, values)
+
+    def _transition(self, job_id, state, from_states, handler, info, lease, values):
         now = utcnow()
         from_states = tuple(from_states)
         new_state = state
@@ -334,8 +444,10 @@ class JobStore:
             values["info"] = info
         if state in models.TERMINAL:
             new_state = case((job.c.state == models.DELETING, models.DELETED), else_=state)
-        stmt = (update(job).where(job.c.id == job_id, job.c.state.in_(from_states))
-                .values(state=new_state, **values).returning(*job.c))
+        where = [job.c.id == job_id, job.c.state.in_(from_states)]
+        if lease is not None:
+            where.append(job.c.lease == lease)
+        stmt = update(job).where(*where).values(state=new_state, **values).returning(*job.c)
         with self.engine.begin() as conn:
             row = conn.execute(stmt).mappings().first()
             if row is None:
@@ -345,10 +457,51 @@ class JobStore:
                 info=info, create_time=now))
         return dict(row)
 
-    def update_job(self, job_id: int, **values) -> None:
-        """Bookkeeping that is not a state change (working directory, external id)."""
-        with self.engine.begin() as conn:
-            conn.execute(update(job).where(job.c.id == job_id).values(update_time=utcnow(), **values))
+    def update_job(self, job_id: int, lease: int | None = None, **values) -> bool:
+        """Bookkeeping that is not a state change (working directory, external id); with
+        `lease`, only while the job carries it. True if the row was changed."""
+        def write():
+            where = [job.c.id == job_id] + ([job.c.lease == lease] if lease is not None else [])
+            with self.engine.begin() as conn:
+                return conn.execute(update(job).where(*where)
+                                    .values(update_time=utcnow(), **values)).rowcount > 0
+        return write() if lease is None else self._retrying(write)
+
+    def holds(self, job_id: int, lease: int, handler_name: str) -> bool:
+        """Whether `handler_name` still holds the job under `lease`: asked before a handler
+        touches a job's files or starts it."""
+        def read():
+            with self.engine.connect() as conn:
+                return conn.execute(select(job.c.id).where(
+                    job.c.id == job_id, job.c.lease == lease,
+                    job.c.handler == handler_name)).first() is not None
+        return self._retrying(read)
+
+    def held(self, handler_name: str, jobs: dict[int, int]) -> set[int]:
+        """Of `jobs` (id -> lease), the ids `handler_name` still holds."""
+        if not jobs:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(job.c.id, job.c.lease).where(
+                job.c.id.in_(list(jobs)), job.c.handler == handler_name)).all()
+        return {job_id for job_id, lease in rows if jobs.get(job_id) == lease}
+
+    def _retrying(self, fn, *args):
+        """Run a handler's write, again and again while the database is locked or away."""
+        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        delay, warned = 0.05, 0.0
+        while True:
+            try:
+                return fn(*args)
+            except OperationalError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                if time.monotonic() - warned > 30:
+                    warned = time.monotonic()
+                    log.warning("database busy or unreachable, retrying a job's state write "
+                                "(%s): %s", getattr(fn, "__name__", fn), str(exc.orig)[:200])
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def heartbeat(self, name: str, tags, strategy: str, messages_failed: int = 0,
                   sweep_seconds: float | None = None, starting: bool = False) -> None:

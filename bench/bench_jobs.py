@@ -198,10 +198,12 @@ def _floor_loop(scripts):
 def floor(n, loops):
     """The same job scripts, launched with no server: the most the machine can do."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = SimpleNamespace(new_file_path=os.path.join(tmp, "tmp"), environment_setup_file="")
+        config = SimpleNamespace(new_file_path=os.path.join(tmp, "tmp"), environment_setup_file="",
+                                 umask=0o077)
         scripts = []
         for i in range(n):
-            files = JobFiles(os.path.join(tmp, f"{i // 1000:03d}", str(i)))
+            files = JobFiles(os.path.join(tmp, "jobs", f"{i // 1000:03d}", str(i)))
+            files.create()
             job = {"id": i, "tool_id": "noop", "tool_version": "1.0.0", "command_line": "true"}
             scripts.append(files.write_script(job, None, config))
         started = time.monotonic()

@@ -9,11 +9,18 @@
 
 A message is only a wake-up call: the store says what to do, so a lost, late or
 repeated message changes nothing but latency.
+
+Fencing: every claim or adoption gives the job a new lease, and every action on a job
+(its files, its start, its state) is conditional on the lease this handler was given,
+checked in the database first. A handler that was paused, or cut off from the database,
+past handler_heartbeat_timeout finds its jobs adopted by others and drops them. A handler
+is declared silent only by others that watched its heartbeat stay the same for the whole
+timeout while they themselves could write theirs: a database locked for everyone makes
+nobody silent.
 """
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -21,6 +28,7 @@ from datetime import timedelta
 
 from app import models
 from app.store import utcnow
+from mules.job_files import JobFiles
 from mules.runners import load_runner
 
 log = logging.getLogger(__name__)
@@ -69,6 +77,11 @@ class JobHandler:
         self.output_size = next((l.value for l in limits if l.type == "output_size"), None)
         self.dispatcher = None  # set in a web worker: its failed sends go in the heartbeat
         self.last_sweep_seconds: float | None = None
+        # Failure detection: since when (monotonic) my heartbeats have been written without
+        # a gap, and each other handler's heartbeat as I first saw it unchanged, and when.
+        self._writing_since: float | None = None
+        self._last_write: float | None = None
+        self._observed: dict[str, tuple] = {}
 
     # -- the loop -------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -135,6 +148,26 @@ class JobHandler:
         failed = self.dispatcher.failed if self.dispatcher else 0
         self.store.heartbeat(self.name, self.tags, self.strategy, failed, self.last_sweep_seconds,
                              starting=starting)
+        now = time.monotonic()
+        if self._last_write is None or now - self._last_write > self._write_gap():
+            # I could not write (a locked database, or this process was paused): others may
+            # have taken my jobs meanwhile, and what I saw of others is stale.
+            if self._last_write is not None:
+                log.warning("handler %s: no heartbeat written for %.1f s; re-checking my jobs",
+                            self.name, now - self._last_write)
+                self.revalidate()
+            self._writing_since = now
+            self._observed.clear()
+        self._last_write = now
+
+    def _write_gap(self) -> float:
+        """A silence of my own longer than this means I was not able to write."""
+        return max(3 * self.interval, self.ctx.config.handler_heartbeat_timeout / 4)
+
+    def revalidate(self) -> None:
+        """Drop from the runners every job whose lease I no longer hold."""
+        for runner in self.runners.values():
+            runner.drop_lost_jobs()
 
     def recover(self) -> None:
         """Jobs this handler owned when it last stopped: re-attach, restart or finish them."""
@@ -149,11 +182,35 @@ class JobHandler:
             except Exception as exc:
                 self._fail(job, f"could not recover the job: {exc}")
 
+    def silent_handlers(self) -> dict:
+        """Handlers sharing a tag with me whose heartbeat I watched stay the same for the
+        whole handler_heartbeat_timeout while my own heartbeats were being written."""
+        if self._writing_since is None:
+            return {}
+        now = time.monotonic()
+        timeout = self.ctx.config.handler_heartbeat_timeout
+        silent = {}
+        seen = self.store.handler_heartbeats()
+        for name, (last_seen, tags) in seen.items():
+            if name == self.name or not set(tags) & set(self.tags) and name not in self.tags:
+                continue
+            previous = self._observed.get(name)
+            if previous is None or previous[0] != last_seen:
+                self._observed[name] = (last_seen, now)
+                continue
+            if now - max(previous[1], self._writing_since) >= timeout:
+                silent[name] = last_seen
+        for name in set(self._observed) - set(seen):
+            del self._observed[name]
+        return silent
+
     def adopt_orphans(self) -> None:
         """Jobs of a handler silent for handler_heartbeat_timeout, sent to a tag of mine:
         take them over and re-attach (Galaxy leaves them orphaned, its issue 10243)."""
-        silent_since = utcnow() - timedelta(seconds=self.ctx.config.handler_heartbeat_timeout)
-        for job in self.store.adopt_orphans(self.name, self.tags, silent_since):
+        silent = self.silent_handlers()
+        if not silent:
+            return
+        for job in self.store.adopt_orphans(self.name, self.tags, silent):
             log.warning("handler %s: adopted job %s (%s) from a silent handler",
                         self.name, job["id"], job["state"])
             try:
@@ -172,7 +229,7 @@ class JobHandler:
                 runner.stop_over_limit(job, "walltime_reached",
                                        f"walltime reached (limit {timedelta(seconds=self.walltime)})")
             elif self.output_size and job["working_directory"] and \
-                    directory_size(job["working_directory"]) > self.output_size:
+                    JobFiles(job["working_directory"]).size() > self.output_size:
                 runner.stop_over_limit(job, "output_size_reached",
                                        f"output size over the limit of {self.output_size} bytes")
 
@@ -194,7 +251,8 @@ class JobHandler:
         except Exception as exc:
             log.exception("job %s: could not be cancelled", job["id"])
             self.store.transition(job["id"], models.DELETED, from_states=(models.DELETING,),
-                                  handler=self.name, info=f"cancelled; stopping it failed: {exc}")
+                                  handler=self.name, lease=job["lease"],
+                                  info=f"cancelled; stopping it failed: {exc}")
 
     def runner_for(self, job: dict):
         job_conf = self.ctx.job_conf
@@ -212,17 +270,5 @@ class JobHandler:
 
     def _fail(self, job: dict, info: str) -> None:
         self.store.transition(job["id"], models.ERROR,
-                              from_states=(models.NEW, models.QUEUED, models.RUNNING,
-                                           models.DELETING),
-                              handler=self.name, info=info)
-
-
-def directory_size(path: str) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
+                              from_states=(models.QUEUED, models.RUNNING, models.DELETING),
+                              handler=self.name, lease=job["lease"], info=info)

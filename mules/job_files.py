@@ -1,16 +1,28 @@
-"""A job's working directory and the one job script every runner submits.
+"""A job's working directory, the one job script every runner submits, and every access the
+server makes to the files in there.
 
-The script is the same wherever the job runs (this machine, Slurm, PBS, Grid
-Engine), so a job behaves the same everywhere: environment from the
-destination's <env> and environment_setup_file, TMPDIR from new_file_path, cd to
-the working directory, the command in a subshell (an `exit` in a tool ends only
-the tool), its stdout/stderr to files, and its exit code written atomically to a
-file that runners read instead of trusting a scheduler's accounting.
+The job controls its directory (and, once jobs run as their real user, so does that user):
+anything in it may be a symbolic link, a FIFO, a device or a huge file by the time the
+server looks. So the server creates the directory itself, exclusively (a directory that
+already exists is an attack or a bug, never reused), under parents only it can write, and
+every file it writes or reads in there is opened relative to the directory's descriptor
+with O_NOFOLLOW on each path component, checked with fstat after opening, and refused
+unless it is a regular file (of bounded size, for the small files it reads whole). The
+API, the pages, the runners and the output checks all go through this module.
+
+The script is the same wherever the job runs (this machine, Slurm, PBS, Grid Engine), so
+a job behaves the same everywhere: environment from the destination's <env> and
+environment_setup_file, TMPDIR from new_file_path, cd to the working directory, the
+command in a subshell (an `exit` in a tool ends only the tool), its stdout/stderr to
+files, and its exit code written atomically to a file that runners read instead of
+trusting a scheduler's accounting.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shlex
+import stat
 import time
 
 SCRIPT = "job.sh"
@@ -18,6 +30,20 @@ STDOUT = "stdout"
 STDERR = "stderr"
 EXIT_CODE = "exit_code"
 PID = "pid"
+LOG = "job.log"
+OUTPUTS = "outputs"
+
+# A file the server reads whole (exit code, pid) is a number: anything bigger is not ours.
+SMALL_FILE = 4096
+# The descriptor a gated job script waits on for the handler's go (see gate_lines).
+GATE_FD = 3
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class JobDirectoryError(Exception):
+    """A job directory or a file in it is not what the server made: the message says what."""
 
 
 def working_directory(root: str, job_id: int) -> str:
@@ -25,25 +51,94 @@ def working_directory(root: str, job_id: int) -> str:
     return os.path.join(root, f"{job_id // 1000:03d}", str(job_id))
 
 
+def private_directory(path: str) -> None:
+    """Make `path` (and missing parents) with mode 0700, or check that the existing one is
+    a real directory of ours that no other account can write."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise JobDirectoryError(f"{path} is not a directory (a symbolic link or a file is in "
+                                f"its place): refusing to use it")
+    if info.st_uid != os.geteuid():
+        raise JobDirectoryError(f"{path} belongs to uid {info.st_uid}, not to the server "
+                                f"(uid {os.geteuid()}): refusing to use it")
+    if info.st_mode & 0o022:
+        raise JobDirectoryError(f"{path} is writable by other accounts (mode "
+                                f"{stat.S_IMODE(info.st_mode):04o}): refusing to use it; "
+                                f"`chmod go-w` it")
+
+
 class JobFiles:
+    """The files of one job directory. Nothing here follows a link the job may have made."""
+
     def __init__(self, directory: str):
         self.directory = directory
 
     def path(self, name: str) -> str:
+        """A file's path, for what the job script itself opens (never opened by the server)."""
         return os.path.join(self.directory, name)
 
-    def write_script(self, job: dict, destination, config) -> str:
-        os.makedirs(self.path("outputs"), exist_ok=True)
-        for stale in (EXIT_CODE, PID):
-            try:
-                os.unlink(self.path(stale))
-            except FileNotFoundError:
-                pass
+    # -- the directory ----------------------------------------------------------------
+    def create(self) -> None:
+        """Make the job directory: parents checked (ours, not writable by others), the
+        directory itself new (mode 0700). An existing one fails the job, never reused."""
+        parent = os.path.dirname(self.directory)
+        private_directory(os.path.dirname(parent))
+        private_directory(parent)
+        try:
+            os.mkdir(self.directory, 0o700)
+        except FileExistsError:
+            raise JobDirectoryError(f"job directory {self.directory} already exists: the server "
+                                    f"makes each job directory itself and never reuses one "
+                                    f"(something else made this one)") from None
+        with self._open_dir() as fd:
+            os.mkdir(OUTPUTS, 0o700, dir_fd=fd.fd)
+
+    def exists(self) -> bool:
+        return os.path.lexists(self.directory)
+
+    def retire(self, suffix: str) -> str | None:
+        """Rename the directory aside (a failed attempt kept for inspection, or one a dead or
+        superseded handler left half made) so that a new one can be created. Renaming the
+        entry in the server's own parent follows nothing inside it."""
+        if not self.exists():
+            return None
+        target = f"{self.directory}.{suffix}"
+        for n in range(1, 100):
+            candidate = target if n == 1 else f"{target}.{n}"
+            if not os.path.lexists(candidate):
+                os.rename(self.directory, candidate)
+                return candidate
+        raise JobDirectoryError(f"cannot retire {self.directory}: too many retired copies")
+
+    def _open_dir(self) -> "_Fd":
+        try:
+            return _Fd(os.open(self.directory, _DIR_FLAGS))
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise JobDirectoryError(f"job directory {self.directory} is not a directory "
+                                        f"(a symbolic link?): refusing it") from None
+            raise
+
+    # -- writing (the server's own files, before the job starts) ----------------------
+    def write_script(self, job: dict, destination, config, gated: bool = False) -> str:
+        """Write job.sh. `gated`: the script first waits for the handler's go on descriptor
+        GATE_FD (the local runner's fence: a handler that lost the job never says go)."""
         lines = ["#!/bin/bash",
-                 f"# Muleteer job {job['id']}: tool {job['tool_id']} {job['tool_version']}",
-                 f"echo $$ > {shlex.quote(self.path(PID))}"]
+                 f"# Muleteer job {job['id']}: tool {job['tool_id']} {job['tool_version']}"]
+        if gated:
+            lines += [
+                "# Wait for the handler's go: it gives it only while it still holds the job.",
+                f'IFS= read -r -u {GATE_FD} go 2>/dev/null && [ "$go" = go ] || exit 75',
+                f"exec {GATE_FD}<&-"]
+        lines.append(f"echo $$ > {shlex.quote(self.path(PID))}")
+        if config.umask is not None:
+            lines.append(f"umask {config.umask:03o}")
         if config.new_file_path:
-            os.makedirs(config.new_file_path, exist_ok=True)
+            private_directory(config.new_file_path)
             tmp = shlex.quote(config.new_file_path)
             lines.append(f"export TMPDIR={tmp} TEMP={tmp} TMP={tmp}")
         if config.environment_setup_file:
@@ -66,12 +161,84 @@ class JobFiles:
             "exit $rc",
             "",
         ]
-        script = self.path(SCRIPT)
-        with open(script + ".tmp", "w") as fh:
-            fh.write("\n".join(lines))
-        os.chmod(script + ".tmp", 0o755)
-        os.replace(script + ".tmp", script)
-        return script
+        with self._open_dir() as fd:
+            tmp = SCRIPT + ".tmp"
+            try:
+                os.unlink(tmp, dir_fd=fd.fd)  # unlinks a link itself, never its target
+            except FileNotFoundError:
+                pass
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          0o700, dir_fd=fd.fd)
+            with os.fdopen(out, "w") as fh:
+                fh.write("\n".join(lines))
+            os.replace(tmp, SCRIPT, src_dir_fd=fd.fd, dst_dir_fd=fd.fd)
+        return self.path(SCRIPT)
+
+    def open_log(self) -> int:
+        """A new descriptor for job.log (the job script's own output), opened for writing."""
+        with self._open_dir() as fd:
+            return os.open(LOG, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                           0o600, dir_fd=fd.fd)
+
+    # -- reading (what the job may have tampered with) --------------------------------
+    def open_regular(self, relative: str):
+        """An open binary file object for `relative` (e.g. "stdout", "outputs/x.txt") if it is
+        a regular file reached without following any link, else None."""
+        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts:
+            return None
+        try:
+            with self._open_dir() as fd:
+                current = fd.fd
+                opened = []
+                try:
+                    for part in parts[:-1]:
+                        current = os.open(part, _DIR_FLAGS, dir_fd=current)
+                        opened.append(current)
+                    leaf = os.open(parts[-1], _READ_FLAGS, dir_fd=current)
+                finally:
+                    for descriptor in opened:
+                        os.close(descriptor)
+        except (OSError, JobDirectoryError):
+            return None
+        info = os.fstat(leaf)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(leaf)  # a FIFO, a device, a socket: never read
+            return None
+        os.set_blocking(leaf, True)
+        return os.fdopen(leaf, "rb")
+
+    def regular_size(self, relative: str) -> int | None:
+        """The size of a regular file reached without links; None for anything else."""
+        fh = self.open_regular(relative)
+        if fh is None:
+            return None
+        with fh:
+            return os.fstat(fh.fileno()).st_size
+
+    def is_regular(self, relative: str) -> bool:
+        return self.regular_size(relative) is not None
+
+    def read_small(self, name: str) -> str | None:
+        """A small file read whole (exit code, pid); None if missing or not a plain small file."""
+        fh = self.open_regular(name)
+        if fh is None:
+            return None
+        with fh:
+            data = fh.read(SMALL_FILE + 1)
+        if len(data) > SMALL_FILE:
+            return None
+        return data.decode("ascii", errors="replace")
+
+    def tail(self, name: str, size: int) -> str:
+        """The last `size` bytes of a file, as text ("" if it is missing or not a plain file)."""
+        fh = self.open_regular(name)
+        if fh is None:
+            return ""
+        with fh:
+            end = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, end - size))
+            return fh.read(size).decode("utf-8", errors="replace")
 
     def exit_code(self, wait: float = 0.0) -> int | None:
         """The exit code the script wrote, waiting up to `wait` seconds for the file:
@@ -79,24 +246,62 @@ class JobFiles:
         deadline = time.monotonic() + wait
         delay = 0.05
         while True:
-            try:
-                with open(self.path(EXIT_CODE)) as fh:
-                    return int(fh.read().strip())
-            except (FileNotFoundError, ValueError):
-                pass
+            text = self.read_small(EXIT_CODE)
+            if text is not None:
+                try:
+                    return int(text.strip())
+                except ValueError:
+                    pass
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 1.0)
 
     def pid(self) -> int | None:
+        text = self.read_small(PID)
         try:
-            with open(self.path(PID)) as fh:
-                return int(fh.read().strip())
-        except (FileNotFoundError, ValueError):
+            return int(text.strip()) if text is not None else None
+        except ValueError:
             return None
 
     def missing_outputs(self, tool) -> list[str]:
+        """Outputs the tool declares that are not a regular file in the directory (a link the
+        job left in an output's place counts as not produced)."""
         if tool is None:
             return []
-        return [o.name for o in tool.outputs if not os.path.exists(self.path(o.relative_path()))]
+        return [o.name for o in tool.outputs if not self.is_regular(o.relative_path())]
+
+    def size(self) -> int:
+        """Bytes in the directory, walked by descriptor without following links."""
+        total = 0
+        try:
+            for _root, _dirs, files, root_fd in os.fwalk(self.directory, follow_symlinks=False):
+                for name in files:
+                    try:
+                        total += os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_size
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+        return total
+
+    def disk_full(self) -> bool:
+        """True when the filesystem holding the directory has no space left for us."""
+        try:
+            vfs = os.statvfs(self.directory)
+        except OSError:
+            return False
+        return vfs.f_bavail * vfs.f_frsize < 64 * 1024
+
+
+class _Fd:
+    """A descriptor closed at the end of a with-block."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __enter__(self) -> "_Fd":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)

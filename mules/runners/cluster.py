@@ -14,6 +14,9 @@ many jobs at once, and how to kill one. This module does the rest, the same way 
 - A finished job's result comes from the exit-code file the job script wrote; the
   scheduler's view explains a job that has none (walltime, memory, cancelled, node lost).
 - A restarted handler re-attaches to its jobs by external id; it never resubmits them.
+- Every action is under the job's lease (mules/handler_loop.py): the lease is checked just
+  before the script is submitted, and a submission whose external id can no longer be
+  recorded under it (another handler adopted the job meanwhile) is killed at once.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ import time
 from dataclasses import dataclass
 
 from app import models
-from mules.runners.base import BaseRunner
+from mules.job_files import JobDirectoryError
+from mules.runners.base import BaseRunner, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +129,18 @@ class ClusterRunner(BaseRunner):
         for _ in self._threads:
             self._queue.put(None)
 
+    def tracked_jobs(self):
+        with self._queue.mutex:
+            queued = [item[1] for item in self._queue.queue if item]
+        with self._lock:
+            return queued + list(self._watched.values())
+
+    def forget(self, job_id):
+        with self._lock:
+            self._watched.pop(job_id, None)
+        self._misses.pop(job_id, None)
+        self._attempts.pop(job_id, None)
+
     # -- submission ---------------------------------------------------------------------
     def _work(self):
         while True:
@@ -134,32 +150,48 @@ class ClusterRunner(BaseRunner):
             fn, job, *args = item
             try:
                 fn(job, *args)
+            except LeaseLost as exc:
+                log.warning("%s; dropping it", exc)
+                self.forget(job["id"])
+            except JobDirectoryError as exc:
+                log.error("job %s: %s", job["id"], exc)
+                self.end(job, models.ERROR, str(exc))
             except Exception as exc:  # one job's failure never stops the runner
                 log.exception("job %s: %s runner failed", job["id"], self.name)
                 self.end(job, models.ERROR, f"{self.name} runner error: {exc}")
 
-    def _submit(self, job, destination):
-        current = self.store.get_job(job["id"])
+    def _submit(self, job, destination, files=None):
+        current = self.store.get_job(job["id"], retry=True)
         if current is None or current["state"] != models.QUEUED:
             return  # cancelled (or taken care of) while it waited
-        files = self.prepare(job, destination)
+        if files is None:
+            files = self.prepare(job, destination)
+        else:
+            self.check_lease(job)  # a retry: the directory is the one made for it
         try:
             external_id = self.submit_script(job, files, destination)
         except SchedulerError as exc:
-            self._submit_failed(job, destination, exc)
+            self._submit_failed(job, destination, exc, files)
             return
         self._attempts.pop(job["id"], None)
-        self.store.update_job(job["id"], external_id=external_id,
-                              info=f"submitted to {self.name} as {external_id}")
+        if not self.store.update_job(job["id"], lease=job["lease"], external_id=external_id,
+                                     info=f"submitted to {self.name} as {external_id}"):
+            log.warning("job %s: handler %s lost it while submitting it; killing %s job %s",
+                        job["id"], self.handler_name, self.name, external_id)
+            try:
+                self.kill(external_id)
+            except SchedulerError as exc:
+                log.warning("job %s: could not kill %s: %s", job["id"], external_id, exc)
+            return
         job["external_id"] = external_id
         log.info("job %s submitted: handler=%s destination=%s runner=%s external_id=%s",
                  job["id"], self.handler_name, job["destination_id"], self.name, external_id)
-        if self.store.get_job(job["id"])["state"] == models.DELETING:
+        if self.store.get_job(job["id"], retry=True)["state"] == models.DELETING:
             self.cancel(job)  # cancelled while we were submitting it
             return
         self._watch(job)
 
-    def _submit_failed(self, job, destination, exc: SchedulerError):
+    def _submit_failed(self, job, destination, exc: SchedulerError, files):
         attempt = self._attempts.get(job["id"], 0) + 1
         if not exc.transient:
             self._attempts.pop(job["id"], None)
@@ -175,8 +207,8 @@ class ClusterRunner(BaseRunner):
         info = (f"{self.name} unavailable: {exc}; retry {attempt} of {self.submit_retries} "
                 f"in {delay:.0f} s")
         log.warning("job %s: %s", job["id"], info)
-        self.store.update_job(job["id"], info=info)
-        timer = threading.Timer(delay, self.submit, (job, destination))
+        self.store.update_job(job["id"], lease=job["lease"], info=info)
+        timer = threading.Timer(delay, self._queue.put, ((self._submit, job, destination, files),))
         timer.daemon = True
         timer.start()
 
@@ -256,7 +288,8 @@ class ClusterRunner(BaseRunner):
             return
         row = self.finish(job, files, wait=0)
         if row and status.detail and row["state"] == models.ERROR and code is None:
-            self.store.update_job(job["id"], info=f"{row['info']} ({self.name}: {status.detail})")
+            self.store.update_job(job["id"], lease=job["lease"],
+                                  info=f"{row['info']} ({self.name}: {status.detail})")
 
     # -- helpers for subclasses -----------------------------------------------------------
     def watched_count(self) -> int:

@@ -6,6 +6,12 @@ everything the tool started; signals that uWSGI leaves ignored in its
 processes are reset to their defaults in the job (DESIGN.md section 4).
 Unlike Galaxy's local runner, a restarted handler re-attaches to the jobs it
 left running, by the pid the script recorded and its exit-code file.
+
+The job script is gated: it waits on a pipe for this handler's go, given only after
+the job was marked running under this handler's lease. A handler paused between
+starting the script and that write, whose job another handler adopted meanwhile,
+finds its lease gone on waking and closes the pipe: the script exits before the
+tool runs, so no job runs twice.
 """
 from __future__ import annotations
 
@@ -16,8 +22,8 @@ import signal
 import threading
 
 from app import models
-from mules.job_files import SCRIPT
-from mules.runners.base import BaseRunner
+from mules.job_files import GATE_FD, SCRIPT, JobDirectoryError
+from mules.runners.base import BaseRunner, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +84,15 @@ class LocalRunner(BaseRunner):
 
     def recover(self, job, destination):
         files = self.files(job)
+        if job["state"] == models.QUEUED and not job.get("external_id"):
+            # Never marked running, so never given its go: a script still waiting at the
+            # gate will exit when its pipe closes; end it now and start the job afresh.
+            stale = _find_job_process(files.path(SCRIPT))
+            if stale:
+                _kill_group(stale, signal.SIGKILL)
+            self.submit(job, destination)
+            return
         pid = int(job["external_id"]) if job.get("external_id") else files.pid()
-        if pid is None and job["state"] == models.QUEUED:
-            # The handler may have died between starting the script and the script writing
-            # its pid file: look for the script itself before starting it a second time.
-            pid = _find_job_process(files.path(SCRIPT))
         if files.exit_code() is not None:
             self.finish(job, files, wait=0)
         elif pid and _is_job_process(pid, files.path(SCRIPT)):
@@ -91,8 +101,6 @@ class LocalRunner(BaseRunner):
                 self.mark_running(job, str(pid))
             with self._lock:
                 self._watched[job["id"]] = (job, files, pid)
-        elif job["state"] == models.QUEUED and pid is None:
-            self.submit(job, destination)  # claimed, never started: start it now
         else:
             self.finish(job, files, wait=self.ctx.config.exit_code_file_wait)
 
@@ -100,6 +108,18 @@ class LocalRunner(BaseRunner):
         self._stop.set()
         for _ in self._threads:
             self._queue.put(None)
+
+    def tracked_jobs(self):
+        with self._queue.mutex:
+            queued = [item[0] for item in self._queue.queue if item]
+        with self._lock:
+            watched = [entry[0] for entry in self._watched.values()]
+        return queued + watched
+
+    def forget(self, job_id):
+        # A queued one is dropped when a worker takes it (its lease is checked first).
+        with self._lock:
+            self._watched.pop(job_id, None)
 
     # -- internals ----------------------------------------------------------------
     def _queued_ids(self):
@@ -114,6 +134,11 @@ class LocalRunner(BaseRunner):
             job, destination = item
             try:
                 self._run(job, destination)
+            except LeaseLost as exc:
+                log.warning("%s; dropping it", exc)
+            except JobDirectoryError as exc:
+                log.error("job %s: %s", job["id"], exc)
+                self.end(job, models.ERROR, str(exc))
             except Exception as exc:  # one job's failure never stops the runner
                 log.exception("job %s: local runner failed", job["id"])
                 self.end(job, models.ERROR, f"local runner error: {exc}")
@@ -121,22 +146,54 @@ class LocalRunner(BaseRunner):
                 self._pids.pop(job["id"], None)
 
     def _run(self, job, destination):
-        files = self.prepare(job, destination)
+        current = self.store.get_job(job["id"], retry=True)
+        if current is None or current["lease"] != job["lease"] \
+                or current["handler"] != self.handler_name:
+            raise LeaseLost(f"job {job['id']}: handler {self.handler_name} no longer holds it")
+        if current["state"] == models.DELETING:
+            self.end(job, models.DELETED, "cancelled before it started")
+            return
+        files = self.prepare(job, destination, gated=True)
         script = files.path(SCRIPT)
-        log_fd = os.open(files.path("job.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        log_fd = files.open_log()
+        gate_read, gate_write = os.pipe()
+        if gate_read == GATE_FD:  # dup2 onto itself would keep it close-on-exec
+            gate_read, old = os.dup(gate_read), gate_read
+            os.close(old)
         try:
             pid = os.posix_spawn("/bin/bash", ["/bin/bash", script], os.environ,
                                  setsid=True, setsigdef=_RESET_SIGNALS, setsigmask=(),
                                  file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                                                (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                                               (os.POSIX_SPAWN_DUP2, log_fd, 2)])
+                                               (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                                               (os.POSIX_SPAWN_DUP2, gate_read, GATE_FD)])
+        except BaseException:
+            os.close(gate_write)
+            raise
         finally:
             os.close(log_fd)
+            os.close(gate_read)
         self._pids[job["id"]] = pid
-        if not self.mark_running(job, str(pid)):
-            _kill_group(pid, signal.SIGKILL)  # cancelled while we were starting it
+        try:
+            started = self.mark_running(job, str(pid))
+            if started:
+                os.write(gate_write, b"go\n")
+        finally:
+            os.close(gate_write)  # without a go, the script exits at its gate
         os.waitpid(pid, 0)
+        if not started:
+            self._not_started(job)
+            return
         self._ended(job, files)
+
+    def _not_started(self, job):
+        """mark_running refused: the job was cancelled meanwhile, or another handler holds it."""
+        current = self.store.get_job(job["id"], retry=True)
+        if current and current["lease"] == job["lease"] and current["state"] == models.DELETING:
+            self.end(job, models.DELETED, "cancelled before it started")
+        else:
+            log.warning("job %s: handler %s lost it before starting it; not started",
+                        job["id"], self.handler_name)
 
     def _watch(self):
         """Poll the jobs re-attached after a restart (they are not our children)."""

@@ -176,3 +176,115 @@ def test_a_restart_refuses_no_request_and_loses_no_job(tmp_path):
         assert_each_ran_once(srv, markers, accepted)
     finally:
         srv.stop()
+
+
+# -- a paused handler, a database locked past its busy timeout (fencing) -----------------
+HEARTBEAT_TIMEOUT = 4  # seconds: the faults below last twice as long
+PAUSED_JOBS = 300
+
+
+def fencing_server(tmp_path):
+    """A marker server with a short heartbeat timeout and a 2 s SQLite busy timeout."""
+    tool_path, markers = tools_with_marker(str(tmp_path))
+    srv = UwsgiServer(str(tmp_path), mules=3, galaxy={
+        "tool_path": tool_path, "handler_heartbeat_timeout": HEARTBEAT_TIMEOUT,
+        "database_engine_options": '{"connect_args": {"timeout": 2}}'})
+    return srv.start(), markers
+
+
+def submit_slow_markers(srv, n, seconds=0.2, clients=4):
+    """n marker jobs that each take `seconds`, so that hundreds are in flight at once."""
+    def worker(count):
+        session, ids = srv.session(), []
+        deadline = time.monotonic() + 120
+        while len(ids) < count and time.monotonic() < deadline:
+            try:
+                response = session.post(f"{srv.url}/api/jobs", timeout=30, json={
+                    "tool_id": "marker", "params": {"seconds": seconds}})
+            except requests.RequestException:
+                time.sleep(0.2)
+                continue
+            if response.status_code == 201:
+                ids.append(response.json()["id"])
+            else:
+                assert response.status_code == 503, response.text  # the database is locked
+                time.sleep(0.5)
+        return ids
+
+    with ThreadPoolExecutor(clients) as pool:
+        shares = [n // clients + (i < n % clients) for i in range(clients)]
+        return [i for ids in pool.map(worker, shares) for i in ids]
+
+
+def assert_files_intact(srv, job_ids):
+    """Each ok job's directory still has its exit code (0) and its stdout."""
+    from mules.job_files import JobFiles, working_directory
+    root = os.path.join(srv.directory, "database", "jobs")
+    damaged = []
+    for job_id in job_ids:
+        files = JobFiles(working_directory(root, job_id))
+        if files.exit_code() != 0 or files.open_regular("stdout") is None:
+            damaged.append(job_id)
+    assert not damaged, f"jobs whose exit code or stdout was lost: {damaged[:20]}"
+
+
+def lock_database(srv, seconds):
+    conn = sqlite3.connect(os.path.join(srv.directory, "database", "universe.sqlite"), timeout=30)
+    conn.execute("BEGIN EXCLUSIVE")
+    time.sleep(seconds)
+    conn.rollback()
+    conn.close()
+
+
+@pytest.mark.parametrize("fault", ["pause", "lock", "pause+lock"])
+def test_a_paused_handler_or_a_long_lock_runs_no_job_twice(tmp_path, fault):
+    """SIGSTOP of a mule, and/or an exclusive lock on the database, each for twice the
+    heartbeat timeout (and past the busy timeout), with hundreds of jobs in flight: the
+    paused mule's jobs are adopted, and on waking it acts on none of them; nobody adopts
+    anything because of a lock; every job ends ok, ran once, and kept its files."""
+    srv, markers = fencing_server(tmp_path)
+    victim = handler_pid(srv, "main.job-handlers.2")
+    # Together: the lock (while nobody can write, nobody counts silence) inside a pause
+    # long enough that the others still see the paused mule silent for a whole timeout.
+    pause_for = 3 * HEARTBEAT_TIMEOUT if fault == "pause+lock" else 2 * HEARTBEAT_TIMEOUT
+    lock_for = HEARTBEAT_TIMEOUT if fault == "pause+lock" else 2 * HEARTBEAT_TIMEOUT
+    faults = []
+    if "pause" in fault:
+        def pause():
+            # Pause it while it holds jobs, so that there is something to adopt.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                jobs = handler_row(srv, "main.job-handlers.2")["jobs"]
+                if jobs.get("queued", 0) + jobs.get("running", 0) >= 5:
+                    break
+                time.sleep(0.05)
+            os.kill(victim, signal.SIGSTOP)
+            try:
+                time.sleep(pause_for)
+            finally:
+                os.kill(victim, signal.SIGCONT)
+        faults.append(threading.Timer(0.5, pause))
+    if "lock" in fault:
+        faults.append(threading.Timer(1.5, lock_database, (srv, lock_for)))
+    try:
+        for timer in faults:
+            timer.start()
+        accepted = submit_slow_markers(srv, PAUSED_JOBS)
+        for timer in faults:
+            timer.join()
+        assert len(accepted) == PAUSED_JOBS
+        assert_each_ran_once(srv, markers, accepted)
+        assert_files_intact(srv, accepted)
+        log = srv.log_tail(100000)
+        if fault == "lock":
+            assert "adopted" not in log  # a lock for everyone makes nobody silent
+        else:
+            assert "adopted job" in log
+    finally:
+        for timer in faults:
+            timer.cancel()
+        try:
+            os.kill(victim, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        srv.stop()

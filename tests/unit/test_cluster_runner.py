@@ -91,8 +91,9 @@ def test_a_scheduler_that_is_down_is_retried_then_the_job_runs(fake, local_ctx, 
     runner.submit_errors = [SchedulerError("Unable to contact slurm controller", transient=True)] * 2
     job = new_job("noop")
     runner.submit(job, DESTINATION)
-    wait_for(lambda: runner.submitted, what="the third attempt to succeed")
-    row = local_ctx.store.get_job(job["id"])
+    row = wait_for(lambda: (r := local_ctx.store.get_job(job["id"]))["external_id"] and r,
+                   what="the third attempt to succeed and be recorded")
+    assert runner.submitted
     assert row["state"] == models.QUEUED and row["external_id"] == f"x{job['id']}"
     assert "submitted to fake" in row["info"]
 

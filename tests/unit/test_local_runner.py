@@ -131,6 +131,7 @@ def start_script_by_hand(ctx, job, process_groups) -> tuple[JobFiles, subprocess
     """What LocalRunner._run does before a handler restart: write the job script, start it in
     its own session, record the pid and mark the job running."""
     files = JobFiles(working_directory(ctx.config.job_working_directory, job["id"]))
+    files.create()
     files.write_script(job, ctx.job_conf.resolve_destination("local"), ctx.config)
     ctx.store.update_job(job["id"], working_directory=files.directory)
     with open(files.path("job.log"), "w") as log:
@@ -166,6 +167,7 @@ def test_recover_of_a_job_that_vanished_without_exit_code(local_ctx, start_runne
                                                           wait_state):
     job = new_job("sleep", {"seconds": 1})
     files = JobFiles(working_directory(local_ctx.config.job_working_directory, job["id"]))
+    files.create()
     files.write_script(job, local_ctx.job_conf.resolve_destination("local"), local_ctx.config)
     local_ctx.store.update_job(job["id"], working_directory=files.directory)
     gone = subprocess.Popen(["true"])
@@ -228,3 +230,20 @@ def test_job_does_not_inherit_ignored_or_blocked_signals(local_ctx, start_runner
     assert not ignored & (1 << (signal.SIGUSR1 - 1)), hex(ignored)
     assert not ignored & (1 << (signal.SIGPIPE - 1)), hex(ignored)  # Python ignores SIGPIPE
     assert not blocked & (1 << (signal.SIGUSR2 - 1)), hex(blocked)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_job_that_fills_the_disk_says_so(local_ctx, start_runner, new_job, wait_state):
+    """The job script cannot write its exit code on a full disk: the job's end says why."""
+    jobs = local_ctx.config.job_working_directory
+    os.makedirs(jobs, mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", jobs], check=True)
+    try:
+        job = new_job("cat_lines", {"text": "x"})
+        job["command_line"] = "head -c 4000000 /dev/zero > big"
+        start_runner().submit(job, local_ctx.job_conf.resolve_destination("local"))
+        row = wait_state(job["id"], models.OK, models.ERROR)
+        assert row["state"] == models.ERROR
+        assert "disk holding its job directory" in row["info"] and "is full" in row["info"], row["info"]
+    finally:
+        subprocess.run(["umount", "-l", jobs], check=False)

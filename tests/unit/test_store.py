@@ -330,8 +330,6 @@ def test_claim_job_respects_the_destination_limit(store, make_job):
 
 
 def test_adopt_orphans_takes_only_silent_handlers_jobs_of_my_tags(store, make_job):
-    from datetime import timedelta
-    from app.store import utcnow
     store.heartbeat("dead", ("dead", "t"), "webless")
     store.heartbeat("alive", ("alive", "t"), "webless")
     mine = [make_job("t") for _ in range(2)]
@@ -339,32 +337,52 @@ def test_adopt_orphans_takes_only_silent_handlers_jobs_of_my_tags(store, make_jo
     store.claim_job(mine[0]["id"], "dead", ["t"])
     store.claim_job(mine[1]["id"], "alive", ["t"])
     store.claim_job(other_tag["id"], "dead", ["u"])
-    assert store.adopt_orphans("me", ["t"], utcnow() - timedelta(seconds=60)) == []
-    store.heartbeat("alive", ("alive", "t"), "webless")  # alive stays fresh; dead does not
-    dead = next(h for h in store.handlers() if h["name"] == "dead")
-    cutoff = dead["last_seen"] + timedelta(microseconds=1)  # after dead's, before alive's
-    adopted = store.adopt_orphans("me", ["t"], cutoff)
+    seen = {name: last_seen for name, (last_seen, _) in store.handler_heartbeats().items()}
+    store.heartbeat("alive", ("alive", "t"), "webless")  # alive spoke since it was observed
+    adopted = store.adopt_orphans("me", ["t"], {"dead": seen["dead"], "alive": seen["alive"]})
     assert [j["id"] for j in adopted] == [mine[0]["id"]]
+    assert adopted[0]["lease"] == 2  # claimed (1), then adopted (2)
     assert store.get_job(mine[0]["id"])["handler"] == "me"
     assert store.get_job(mine[1]["id"])["handler"] == "alive"
     assert store.get_job(other_tag["id"])["handler"] == "dead"  # not sent to my tags
-    assert "adopted" in store.history(mine[0]["id"])[-1]["info"]
+    assert "adopted from dead" in store.history(mine[0]["id"])[-1]["info"]
     # Taken once: nothing is left for a second adopter.
-    assert store.adopt_orphans("me2", ["t"], cutoff) == []
+    assert store.adopt_orphans("me2", ["t"], {"dead": seen["dead"]}) == []
+
+
+def test_a_lost_lease_makes_every_write_of_the_old_holder_a_no_op(store, make_job):
+    job = store.claim_job(make_job("t")["id"], "old", ["t"])
+    store.heartbeat("old", ("old", "t"), "webless")
+    seen = store.handler_heartbeats()["old"][0]
+    [adopted] = store.adopt_orphans("new", ["t"], {"old": seen})
+    assert adopted["lease"] == job["lease"] + 1
+    assert not store.holds(job["id"], job["lease"], "old")
+    assert store.holds(job["id"], adopted["lease"], "new")
+    assert store.held("old", {job["id"]: job["lease"]}) == set()
+    assert store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,),
+                            handler="old", lease=job["lease"]) is None
+    assert not store.update_job(job["id"], lease=job["lease"], external_id="stale")
+    assert store.resubmit(job["id"], job["lease"], destination_id="b", runner="local",
+                          handler_tag="t", rules=[], info="stale") is None
+    row = store.get_job(job["id"])
+    assert (row["state"], row["handler"], row["external_id"]) == (models.QUEUED, "new", None)
+    assert store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,),
+                            handler="new", lease=adopted["lease"])["state"] == models.RUNNING
 
 
 def test_resubmit_stores_the_next_rules_and_counts_attempts(store, make_job):
     job = make_job("t", resubmit=[{"condition": "any_failure", "destination": "b"}])
     assert json.loads(store.get_job(job["id"])["resubmit"])[0]["destination"] == "b"
-    store.claim_job(job["id"], "h", ["t"])
-    row = store.resubmit(job["id"], destination_id="b", runner="local", handler_tag="t",
+    lease = store.claim_job(job["id"], "h", ["t"])["lease"]
+    row = store.resubmit(job["id"], lease, destination_id="b", runner="local", handler_tag="t",
                          rules=[{"condition": "attempt < 3", "destination": "b"}], info="again")
     assert (row["state"], row["attempt"], row["destination_id"], row["handler"]) == \
         (models.NEW, 2, "b", None)
+    assert row["lease"] == lease + 1  # nobody holds a job sent back to `new`
     assert json.loads(row["resubmit"]) == [{"condition": "attempt < 3", "destination": "b"}]
     assert store.history(job["id"])[-1]["info"] == "again"
-    assert store.resubmit(job["id"], destination_id="b", runner="local", handler_tag="t",
-                          rules=[], info="not from new") is None
+    assert store.resubmit(job["id"], row["lease"], destination_id="b", runner="local",
+                          handler_tag="t", rules=[], info="not from new") is None
 
 
 def test_registered_user_limit_lets_each_user_run_only_so_many(store, make_job):
