@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from app.config import Config, load_config
@@ -27,6 +28,11 @@ def build_context(config_file: str | None = None, overrides: dict | None = None,
     Any error here is a configuration error and stops start-up with its message.
     """
     config = load_config(config_file, overrides)
+    # Before anything is created: the database, the secret key, job directories, logs, and
+    # every job process (which inherits it) stay unreadable to other local accounts. The
+    # uWSGI master has galaxy.yml's own `umask:` (set before it binds its sockets).
+    if config.umask is not None:
+        os.umask(config.umask)
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
     job_conf = load_job_conf(config.job_config_file)

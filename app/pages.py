@@ -6,20 +6,19 @@ tables and pages from the JSON API; every form carries a CSRF token.
 from __future__ import annotations
 
 import json
-import os
 from datetime import timedelta
 from urllib.parse import urlparse
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
-                   session, url_for)
+                   url_for)
 
 from app import models, submission
-from app.accounts import AccountError
-from app.auth import (accounts, admin_required, current_owner, is_admin, login_required,
-                      visible_job)
+from app.accounts import AccountError, normalize_email
+from app.auth import (accounts, admin_required, current_owner, end_session, is_admin,
+                      login_required, start_session, visible_job)
 from app.store import iso
 from app.tools import ParamError
-from mules.job_files import STDERR, STDOUT
+from mules.job_files import STDERR, STDOUT, JobFiles
 
 pages = Blueprint("pages", __name__)
 TAIL_BYTES = 16 * 1024
@@ -59,7 +58,8 @@ def login():
     next_url = _safe_next(request.values.get("next"))
     if request.method == "GET":
         return render_template("login.html", next=next_url)
-    email = request.form.get("email", "")
+    # One spelling per account: " A@x.org" is a@x.org for the password and the rate limit.
+    email = normalize_email(request.form.get("email", ""))
     ip = request.remote_addr or "unknown"
     limit = _ctx().config.login_attempts_per_10_minutes
     if accounts().failed_recently(ip, email, timedelta(minutes=10)) >= limit:
@@ -71,14 +71,13 @@ def login():
         # The same answer for an unknown email and a wrong password.
         return render_template("login.html", next=next_url, email=email,
                                error="Wrong email or password."), 401
-    session.clear()
-    session["user_id"] = user["id"]
+    start_session(user)
     return redirect(next_url or url_for("pages.jobs"))
 
 
 @pages.post("/logout")
 def logout():
-    session.clear()
+    end_session()
     return redirect(url_for("pages.login"))
 
 
@@ -147,10 +146,10 @@ def job(job_id):
     tool = _ctx().tools.get(row["tool_id"])
     outputs = []
     if tool and row["working_directory"]:
+        files = JobFiles(row["working_directory"])
         for output in tool.outputs:
-            path = os.path.join(row["working_directory"], output.relative_path())
             outputs.append({"name": output.name, "label": output.label or output.name,
-                            "size": os.path.getsize(path) if os.path.isfile(path) else None})
+                            "size": files.regular_size(output.relative_path())})
     owner = accounts().get(row["user_id"]) if row["user_id"] else None
     return render_template(
         "job.html", job=row, tool=tool, params=json.loads(row["params"]), outputs=outputs,
@@ -159,13 +158,12 @@ def job(job_id):
 
 
 def _tail(job: dict, name: str) -> str:
+    """The end of stdout or stderr; "" unless it is a regular file reached without following
+    a link (the job may have put a link to a server file, or a FIFO, in its place)."""
     if not job["working_directory"]:
         return ""
     try:
-        with open(os.path.join(job["working_directory"], name), "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - TAIL_BYTES))
-            return fh.read().decode("utf-8", errors="replace")
+        return JobFiles(job["working_directory"]).tail(name, TAIL_BYTES)
     except OSError:
         return ""
 

@@ -40,7 +40,7 @@ def render_site_config(socket_path: str, port: int, log_dir: str) -> str:
     substitutions = [
         ("listen 80;", f"listen 127.0.0.1:{port};"),
         ("listen [::]:80;", ""),  # the tests listen on 127.0.0.1 only
-        ("unix:/srv/muleteer/database/muleteer.sock", f"unix:{socket_path}"),
+        ("unix:/run/muleteer/muleteer.sock", f"unix:{socket_path}"),
         ("/srv/muleteer/app/static/", os.path.join(REPO, "app", "static") + "/"),
         ("/var/log/nginx/muleteer.", os.path.join(log_dir, "muleteer.")),
         # A relative include is looked up beside the generated nginx.conf: use Debian's.
@@ -51,6 +51,12 @@ def render_site_config(socket_path: str, port: int, log_dir: str) -> str:
             raise AssertionError(f"{SITE_CONF} no longer contains {old!r}: update render_site_config")
         text = text.replace(old, new)
     directives = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    # X-Accel-Redirect names a file in a directory the job controls: nginx must refuse a
+    # symbolic link the job put there (the app checked the file, but a moment earlier).
+    internal = "\n".join(directives).split("location /_x_accel_redirect/ {", 1)[-1].split("}", 1)[0]
+    if "disable_symlinks on;" not in internal:
+        raise AssertionError(f"{SITE_CONF}: the /_x_accel_redirect/ location lacks "
+                             f"`disable_symlinks on;`")
     if any("/srv/muleteer" in line for line in directives):
         raise AssertionError(f"a /srv/muleteer path of {SITE_CONF} was left unsubstituted")
     return text
