@@ -4,14 +4,17 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from app import uwsgi_env
 from app.accounts import Accounts, ensure_first_admin
-from app.auth import csrf, load_user, secret_key
+from app.auth import (SessionInterface, TrustedProxies, csrf, load_user, log_without_key,
+                      secret_key)
 from app.context import AppContext, build_context
 from app.dispatch import Dispatcher
+from app.headers import security_headers
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,9 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None) ->
         SESSION_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
     )
+    # The cookie holds a server-side session's id (auth.py); Secure over https.
+    app.session_interface = SessionInterface()
+    app.wsgi_app = TrustedProxies(app.wsgi_app, config.trusted_proxies)
     dispatcher = Dispatcher(ctx.job_conf)
     accounts = Accounts(ctx.store.engine, config.admin_users.split(","))
     app.extensions["muleteer"] = ctx
@@ -37,9 +43,13 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None) ->
 
     from app.api import api
     from app.pages import pages
+    # Who is asking comes first: a session that has ended is cleared before the CSRF check,
+    # so its token is refused too.
+    app.before_request(load_user)
     csrf.init_app(app)
     csrf.exempt(api)  # API writes: an API key needs no token; a session must send one (auth.py)
-    app.before_request(load_user)
+    app.after_request(security_headers)
+    app.after_request(log_without_key)
     app.register_blueprint(api)
     app.register_blueprint(pages)
     _register_error_pages(app)
@@ -88,6 +98,22 @@ def _register_error_pages(app: Flask) -> None:
         if wants_json():
             return jsonify({"error": message, "path": request.path}), exc.code
         return render_template("error.html", code=exc.code, message=message), exc.code
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError):
+        # A locked or unreachable database: nothing was accepted, and saying so lets the
+        # client retry (with the same Idempotency-Key, a retry can never make a second job).
+        log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                    str(exc.orig)[:200])
+        message = "the database is busy or unreachable; nothing was changed: retry shortly"
+        if wants_json():
+            response = jsonify({"error": message})
+        else:
+            response = app.make_response((render_template("error.html", code=503,
+                                                           message=message), 503))
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception):

@@ -3,6 +3,11 @@
 A wrong or missing key gets the same 401 whether or not the user exists. Requests
 authenticated by the session cookie must carry the CSRF token for anything but reads;
 requests with an API key need none (a browser never adds the key on its own).
+
+Browser sessions live on the server (accounts.user_session): the signed cookie carries
+only a random session id, and a session counts only while its row exists and is within
+session_idle_timeout and session_max_age. Logging out deletes the row, so a copy of the
+old cookie (and its CSRF token) is worth nothing.
 """
 from __future__ import annotations
 
@@ -10,9 +15,14 @@ import hmac
 import os
 import secrets
 from functools import wraps
+from urllib.parse import unquote_plus
 
 from flask import abort, current_app, g, jsonify, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import uwsgi_env
 
 csrf = CSRFProtect()
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -36,14 +46,34 @@ def load_user() -> None:
             g.user = accounts().first_admin()
         g.bad_key = g.user is None
         return
-    user_id = session.get("user_id")
-    if user_id is not None:
-        g.user = accounts().get(user_id)
+    if "user_id" in session:
+        session.clear()  # a cookie from before server-side sessions: not honoured
+    session_id = session.get("sid")
+    if session_id is not None:
+        g.user = accounts().user_for_session(session_id, *_session_limits())
         g.auth = "session" if g.user else None
         if g.user is None:
-            session.clear()
+            session.clear()  # ended or expired: its CSRF token goes with it
     if g.auth == "session" and request.method not in SAFE_METHODS:
         csrf.protect()
+
+
+def _session_limits() -> tuple[int, int]:
+    config = current_app.extensions["muleteer"].config
+    return config.session_max_age, config.session_idle_timeout
+
+
+def start_session(user: dict) -> None:
+    """Log this browser in as the user: a new server-side session, and a new cookie (a new
+    CSRF token with it), so nothing from before the login carries over."""
+    session.clear()
+    session["sid"] = accounts().start_session(user["id"], *_session_limits())
+
+
+def end_session() -> None:
+    """Log out: the session's row is deleted, so the cookie is dead even if kept."""
+    accounts().end_session(session.get("sid"))
+    session.clear()
 
 
 def is_admin() -> bool:
@@ -64,7 +94,8 @@ def current_owner() -> dict:
     user of their own, kept in their session, so they too see only their own jobs."""
     if g.get("user") is None:
         g.user = accounts().create_anonymous()
-        session["user_id"] = g.user["id"]
+        # Not start_session(): the page's CSRF token stays valid for its next requests.
+        session["sid"] = accounts().start_session(g.user["id"], *_session_limits())
     return g.user
 
 
@@ -95,6 +126,66 @@ def admin_required(view):
             abort(403)
         return view(*args, **kwargs)
     return wrapped
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, `Secure` whenever the request came over https (directly, or
+    from a trusted proxy that says so: TrustedProxies)."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return request.is_secure or super().get_cookie_secure(app)
+
+
+class TrustedProxies:
+    """X-Forwarded-For and X-Forwarded-Proto are believed only from the addresses in
+    galaxy.yml's trusted_proxies (an http proxy in front of uWSGI's http: port); from
+    anyone else they are ignored. Behind nginx's uwsgi_pass nothing needs trusting: nginx
+    passes the client's address and the scheme itself (uwsgi_params: HTTPS, UWSGI_SCHEME).
+
+    uWSGI itself makes wsgi.url_scheme "https" for any request that says
+    `X-Forwarded-Proto: https`, whoever sends it: from an untrusted peer the scheme is
+    taken back from what the connection says (HTTPS / UWSGI_SCHEME), not from the header.
+    """
+
+    def __init__(self, wsgi_app, addresses: str):
+        self.wsgi_app = wsgi_app
+        self.trusted = {a.strip() for a in addresses.split(",") if a.strip()}
+        self.fixed = ProxyFix(wsgi_app, x_for=1, x_proto=1)
+
+    def __call__(self, environ, start_response):
+        if self.trusted and environ.get("REMOTE_ADDR") in self.trusted:
+            return self.fixed(environ, start_response)
+        if "HTTP_X_FORWARDED_PROTO" in environ:
+            https = (environ.get("HTTPS", "").lower() in ("on", "1", "true")
+                     or environ.get("UWSGI_SCHEME", "").lower() == "https")
+            environ["wsgi.url_scheme"] = "https" if https else "http"
+        return self.wsgi_app(environ, start_response)
+
+
+def without_key(url: str) -> str:
+    """The URL with the value of every `key` query parameter hidden (however it is
+    spelled: k%65y= is key= to the app too)."""
+    path, question, query = url.partition("?")
+    if not question:
+        return url
+    parts = [f"{name}=[hidden]" if unquote_plus(name) == "key" else part
+             for part in query.split("&") for name in [part.partition("=")[0]]]
+    return path + "?" + "&".join(parts)
+
+
+def log_without_key(response):
+    """after_request: the request's URI and referer for uWSGI's request log with any API
+    key hidden, as the logvars %(uri_without_key) and %(referer_without_key) that
+    galaxy.yml's log-format uses instead of %(uri) and %(referer)."""
+    uwsgi = uwsgi_env.uwsgi
+    if uwsgi is not None:
+        try:
+            uwsgi.set_logvar("uri_without_key",
+                             without_key(request.environ.get("REQUEST_URI") or request.full_path))
+            uwsgi.set_logvar("referer_without_key", without_key(request.referrer or "-"))
+        except Exception:  # a log line is never worth failing the response
+            pass
+    return response
 
 
 def secret_key(path: str) -> bytes:

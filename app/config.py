@@ -38,7 +38,12 @@ _SETTINGS = {
     "bootstrap_admin_api_key": (str, ""),
     "login_attempts_per_10_minutes": (int, 10),
     "metrics_allowed_addresses": (str, ""),
+    "session_idle_timeout": (int, 8 * 3600),
+    "session_max_age": (int, 7 * 24 * 3600),
+    "trusted_proxies": (str, ""),
     "log_level": (str, "INFO"),
+    # Every file the server and its jobs create: 077 keeps them from other local accounts.
+    "umask": (int, 0o077),
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PATHS = {"job_config_file", "tool_path", "job_working_directory", "new_file_path",
@@ -67,7 +72,11 @@ class Config:
     bootstrap_admin_api_key: str = ""
     login_attempts_per_10_minutes: int = 10
     metrics_allowed_addresses: str = ""
+    session_idle_timeout: int = 8 * 3600
+    session_max_age: int = 7 * 24 * 3600
+    trusted_proxies: str = ""
     log_level: str = "INFO"
+    umask: int = 0o077
 
     def resolve(self, path: str) -> str:
         return path if not path or os.path.isabs(path) else os.path.join(self.root, path)
@@ -139,6 +148,13 @@ def _galaxy_section(text: str) -> str:
 def _coerce(config_file, name, raw):
     kind, _ = _SETTINGS[name]
     where = f"{config_file}: galaxy.{name}"
+    if name == "umask":
+        # YAML reads `umask: 077` as the octal number it is; a string must be octal digits.
+        value = raw if isinstance(raw, int) and not isinstance(raw, bool) else \
+            int(raw, 8) if isinstance(raw, str) and raw and set(raw) <= set("01234567") else None
+        if value is None or not 0 <= value <= 0o777:
+            raise ConfigError(f"{where}: expected an octal file mode mask such as 077, got {raw!r}")
+        return value
     if kind is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
         if not math.isfinite(raw) or raw <= 0:
             raise ConfigError(f"{where}: must be a positive number, got {raw!r}")

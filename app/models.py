@@ -102,3 +102,15 @@ login_attempt = Table(
     Column("email", String(255), nullable=False),
     Column("create_time", DateTime, nullable=False),
 )
+
+# Browser sessions, revocable on the server: the cookie carries a random session id and
+# only its SHA-256 is kept here. Logging out deletes the row; a row past
+# session_idle_timeout (last_used) or session_max_age (create_time) is dead (migration 0005).
+user_session = Table(
+    "user_session", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("galaxy_user.id"), nullable=False, index=True),
+    Column("create_time", DateTime, nullable=False),
+    Column("last_used", DateTime, nullable=False),
+)

@@ -280,3 +280,43 @@ def test_a_revalidated_stylesheet_does_not_break_the_next_page(new_context, serv
         f"bytes after the 304's headers: {rest[:40]!r}; 304 headers: {head.decode(errors='replace')}")
     assert not failed, failed
 
+
+
+def test_no_page_breaks_the_content_security_policy(page, server, admin, alice, login):
+    """The pages run under `script-src 'self'` (no inline script, handler or style
+    attribute): Chromium reports any violation on the console and as a securitypolicyviolation
+    event; there must be none, and every page must carry the policy."""
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
+                         "console.error('Content Security Policy violation: ' + e.violatedDirective))")
+    job_id = alice.submit("cat_lines", text="csp", times=1)
+    server.wait(job_id, timeout=30)
+    login(page, alice)
+    for path in ("/tools", "/tools/cat_lines", "/jobs", f"/jobs/{job_id}", "/account"):
+        response = page.goto(f"{server.url}{path}")
+        assert "script-src 'self'" in response.headers["content-security-policy"], path
+        assert response.headers["x-frame-options"] == "DENY"
+        if path == "/jobs":
+            expect(page.locator("#jobs tbody")).not_to_contain_text("Loading")
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    login(page, admin)
+    for path in ("/admin/handlers", "/admin/users"):
+        page.goto(f"{server.url}{path}")
+    assert not violations, violations
+
+
+def test_log_out_ends_the_session_for_good(new_context, server, alice, login):
+    ctx = new_context()
+    page = ctx.new_page()
+    login(page, alice)
+    cookies = ctx.cookies()
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    # A copy of the cookie from before the logout, put back: it opens nothing.
+    other = new_context()
+    other.add_cookies(cookies)
+    again = other.new_page()
+    again.goto(f"{server.url}/jobs")
+    expect(again).to_have_url(re.compile(r"/login\?next="))
