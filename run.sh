@@ -10,6 +10,9 @@
 #
 # MULETEER_CONFIG picks another galaxy.yml (default: ./galaxy.yml).
 set -euo pipefail
+# Everything created from here on (database/, the log, uWSGI's sockets and pid file, job
+# directories) is the server account's alone; galaxy.yml's uwsgi: umask keeps it so.
+umask 077
 cd "$(dirname "$0")"
 export MULETEER_CONFIG=${MULETEER_CONFIG:-galaxy.yml}
 VENV=${MULETEER_VENV:-.venv}
@@ -27,10 +30,51 @@ uwsgi_setting() {
 PIDFILE=$(uwsgi_setting pidfile); PIDFILE=${PIDFILE:-database/uwsgi.pid}
 ADDRESS=$(uwsgi_setting http); ADDRESS=${ADDRESS:-127.0.0.1:8080}
 
+# The pid in the pid file, if that process is this server's uWSGI master. A pid file left
+# behind by a crash (or a kill -9) may name a pid the system has since given to another
+# process: that one is neither reported as the server nor ever signalled.
 running_pid() {
     local pid
     pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    [[ "$pid" =~ ^[1-9][0-9]{0,9}$ ]] && is_our_master "$pid" && echo "$pid"
+}
+
+# The executable of process $1, as /proc shows it (also after a reinstall replaced it).
+process_exe() {
+    local exe
+    exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+    echo "${exe% (deleted)}"
+}
+
+# Process $1 runs this checkout's $VENV/bin/uwsgi, was started with `--yaml` naming this
+# very configuration file (the same file, relative paths taken from the process's own
+# directory), and its parent is not such a uWSGI (web workers and mules carry their
+# master's command line too).
+is_our_master() {
+    local pid=$1 uwsgi args config i stat ppid
+    uwsgi=$(readlink -f "$VENV/bin/uwsgi" 2>/dev/null) || return 1
+    [ -n "$uwsgi" ] && [ "$(process_exe "$pid")" = "$uwsgi" ] || return 1
+    mapfile -d '' args 2>/dev/null < "/proc/$pid/cmdline" || return 1
+    config=
+    for ((i = 0; i + 1 < ${#args[@]}; i++)); do
+        [ "${args[i]}" = --yaml ] && config=${args[i + 1]}
+    done
+    [ -n "$config" ] || return 1
+    [[ "$config" = /* ]] || config="/proc/$pid/cwd/$config"
+    [ "$config" -ef "$MULETEER_CONFIG" ] || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }            # "pid (comm) state ppid ...": from the state on
+    ppid=${stat#* }; ppid=${ppid%% *}
+    [ "$(process_exe "$ppid")" != "$uwsgi" ]
+}
+
+# Says so when the pid file names a process that is not this server (and leaves it alone).
+note_stale_pidfile() {
+    local pid
+    pid=$(cat "$PIDFILE" 2>/dev/null) || return 0
+    [ -n "$pid" ] || return 0
+    echo "muleteer: $PIDFILE names pid $pid, which is not this server's uWSGI master" \
+         "(a stale pid file): ignored, nothing signalled" >&2
 }
 
 prepare() {
@@ -67,17 +111,17 @@ case "${1:-}" in
         wait_until_up daemon
         ;;
     --stop)
-        if ! pid=$(running_pid); then echo "muleteer: not running"; exit 0; fi
+        if ! pid=$(running_pid); then note_stale_pidfile; echo "muleteer: not running"; exit 0; fi
         kill -TERM "$pid"
         for _ in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || { echo "muleteer: stopped (pid $pid)"; exit 0; }
+            is_our_master "$pid" || { echo "muleteer: stopped (pid $pid)"; exit 0; }
             sleep 0.5
         done
         echo "muleteer: pid $pid still running after 30 s; see $LOGFILE" >&2
         exit 1
         ;;
     --restart)
-        if ! pid=$(running_pid); then echo "muleteer: not running" >&2; exit 1; fi
+        if ! pid=$(running_pid); then note_stale_pidfile; echo "muleteer: not running" >&2; exit 1; fi
         prepare  # installs and migrates first; a bad configuration stops here, server untouched
         fifo=$(uwsgi_setting master-fifo)
         mules=$(uwsgi_setting touch-mules-reload)
@@ -91,7 +135,7 @@ case "${1:-}" in
             echo "muleteer: running (pid $pid) on http://$ADDRESS"
             "$VENV/bin/python" -m app.check "$MULETEER_CONFIG" --handlers 2>/dev/null || true
         else
-            echo "muleteer: not running"; exit 3
+            note_stale_pidfile; echo "muleteer: not running"; exit 3
         fi
         ;;
     -h|--help)

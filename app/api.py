@@ -1,6 +1,7 @@
 """The JSON API under /api. Errors are JSON: {"error": message, "field": where}."""
 from __future__ import annotations
 
+import json
 import os
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, url_for
@@ -10,7 +11,7 @@ from app.accounts import AccountError
 from app.auth import accounts, current_owner, is_admin, unauthorized_json, visible_job
 from app.store import iso, job_to_dict
 from app.tools import ParamError
-from mules.job_files import STDERR, STDOUT
+from mules.job_files import STDERR, STDOUT, JobFiles
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -58,20 +59,99 @@ def _job_or_404(job_id: int) -> dict:
     return job
 
 
+# -- request bodies -------------------------------------------------------------------
+# Every JSON body is read here: a body the API cannot use is a 400 saying what and where,
+# never a 500. Bodies are small documents (a submission is two levels deep).
+MAX_JSON_DEPTH = 32
+
+
+class _NonFinite:
+    """NaN, Infinity or -Infinity in a body: Python's json accepts them, JSON does not."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _json_body():
+    """The request body parsed as JSON (any type: the caller checks it), or ApiError 400:
+    malformed JSON, nesting deeper than MAX_JSON_DEPTH, or NaN/Infinity (named by where
+    they are, e.g. params.ratio). Over max_request_body: 413, before any parsing."""
+    data = request.get_data(cache=True)
+    try:
+        value = json.loads(data, parse_constant=_NonFinite)
+    except RecursionError:
+        raise ApiError(400, f"the request body is JSON nested too deeply (at most "
+                            f"{MAX_JSON_DEPTH} levels)", "body") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc.msg} at line "
+                            f"{exc.lineno}, column {exc.colno}", "body") from None
+    except ValueError as exc:  # not UTF-8, or an integer of more than 4,300 digits
+        raise ApiError(400, f"the request body is not valid JSON: {exc}", "body") from None
+    # Depth first, without recursion: (value, where, depth).
+    pending = [(value, "", 1)]
+    while pending:
+        node, where, depth = pending.pop()
+        if isinstance(node, _NonFinite):
+            raise ApiError(400, f"must be a finite number ({node.text} is not one)",
+                           where or "body")
+        if isinstance(node, dict):
+            items, prefix = node.items(), f"{where}." if where else ""
+        elif isinstance(node, list):
+            items, prefix = enumerate(node), None
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError(400, f"the request body is JSON nested too deeply (at most "
+                                f"{MAX_JSON_DEPTH} levels)", "body")
+        for k, v in items:  # only containers and NaN/Infinity need a look (and a name)
+            if isinstance(v, (dict, list, _NonFinite)):
+                name = f"{where or 'body'}[{k}]" if prefix is None else prefix + _short(k)
+                pending.append((v, name, depth + 1))
+    return value
+
+
+def _short(key: str) -> str:
+    return key if len(key) <= 64 else key[:64] + "..."
+
+
+def _idempotency_key(body: dict) -> str | None:
+    """The client's key for this submission: the Idempotency-Key header or the body's
+    client_request_id (the same value if both), or None. Empty, over 255 characters or
+    with control characters: 400."""
+    keys = []
+    header = request.headers.get("Idempotency-Key")
+    if header is not None:
+        keys.append(("Idempotency-Key", header))
+    if body.get("client_request_id") is not None:
+        keys.append(("client_request_id", body["client_request_id"]))
+    for where, key in keys:
+        if not isinstance(key, str):
+            raise ApiError(400, "must be text (a key of 1 to 255 characters)", where)
+        if not key.strip() or len(key) > 255:
+            raise ApiError(400, f"must be 1 to 255 characters, not {len(key)}"
+                                f"{' blank' if key and not key.strip() else ''}", where)
+        if not key.isprintable():
+            raise ApiError(400, "must be printable text (no control characters)", where)
+    if len(keys) == 2 and keys[0][1] != keys[1][1]:
+        raise ApiError(400, "the Idempotency-Key header and client_request_id differ: "
+                            "send one key", "client_request_id")
+    return keys[0][1] if keys else None
+
+
 # -- jobs -------------------------------------------------------------------------
 @api.post("/jobs")
 def submit_job():
-    body = request.get_json(force=True, silent=True)
-    if body is None:
-        raise ApiError(400, "the request body must be a JSON object such as "
-                            '{"tool_id": "cat_lines", "params": {...}}', "body")
+    body = _json_body()
     if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object, not "
-                            f"{type(body).__name__}", "body")
-    unknown = set(body) - {"tool_id", "params"}
+        raise ApiError(400, "the request body must be a JSON object such as "
+                            '{"tool_id": "cat_lines", "params": {...}}, not '
+                            f"{'null' if body is None else type(body).__name__}", "body")
+    unknown = sorted(set(body) - {"tool_id", "params", "client_request_id"})
     if unknown:
-        raise ApiError(400, f"unknown field(s) {', '.join(sorted(unknown))} "
-                            "(expected tool_id and params)", sorted(unknown)[0])
+        names = ", ".join(_short(k) for k in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise ApiError(400, f"unknown field(s) {names} "
+                            "(expected tool_id, params and client_request_id)", _short(unknown[0]))
+    idempotency_key = _idempotency_key(body)
     tool_id = body.get("tool_id")
     if not isinstance(tool_id, str) or not tool_id:
         raise ApiError(400, "tool_id is required and must be a tool id (see GET /api/tools)", "tool_id")
@@ -84,11 +164,19 @@ def submit_job():
     except ParamError as exc:
         raise ApiError(400, str(exc), exc.field) from None
 
-    job = submission.submit(ctx, _dispatcher(), tool, values, current_owner()["id"])
-    response = jsonify(job_to_dict({**job, "handler": None, "external_id": None, "exit_code": None,
-                                    "info": None, "queued_time": None, "start_time": None,
-                                    "end_time": None}))
-    response.status_code = 201
+    job = submission.submit(ctx, _dispatcher(), tool, values, current_owner()["id"],
+                            idempotency_key=idempotency_key)
+    if job["created"]:
+        response = jsonify(job_to_dict({**job, "handler": None, "external_id": None,
+                                        "exit_code": None, "info": None, "queued_time": None,
+                                        "start_time": None, "end_time": None}))
+        response.status_code = 201
+    else:
+        # A retry of a submission already written (same user, same key, within 24 h): the
+        # first job as it is now, and no second one.
+        response = jsonify(job_to_dict(job))
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = url_for("api.show_job", job_id=job["id"])
     return response
 
@@ -144,10 +232,10 @@ def job_stderr(job_id):
 
 def _job_text(job_id, name):
     job = _job_or_404(job_id)
-    path = _inside(job, name)
-    if path is None or not os.path.isfile(path):
+    fh = _inside(job, name)
+    if fh is None:
         return Response("", mimetype="text/plain")
-    return _send(path, mimetype="text/plain")
+    return _send(job, name, fh, mimetype="text/plain")
 
 
 @api.get("/jobs/<id:job_id>/outputs/<name>")
@@ -157,37 +245,49 @@ def job_output(job_id, name):
     output = tool.output(name) if tool else None
     if output is None:
         raise ApiError(404, f"job {job_id} has no output {name!r}", "name")
-    path = _inside(job, output.relative_path())
-    if path is None or not os.path.isfile(path):
+    fh = _inside(job, output.relative_path())
+    if fh is None:
         raise ApiError(404, f"output {name!r} of job {job_id} does not exist (job state: {job['state']})")
-    return _send(path, as_attachment=True)
+    return _send(job, output.relative_path(), fh, as_attachment=True)
 
 
-def _send(path: str, mimetype: str | None = None, as_attachment: bool = False):
-    """A file from a job directory; behind nginx (nginx_x_accel_redirect_base set) nginx
-    sends it itself, so a web worker is not tied up streaming a large output."""
+def _send(job, relative: str, fh, mimetype: str | None = None, as_attachment: bool = False):
+    """A job's file, already opened by _inside (a regular file reached without following a
+    link). Behind nginx (nginx_x_accel_redirect_base set) nginx sends it itself, so a web
+    worker is not tied up streaming a large output: the path handed to nginx is the
+    directory's real path (no link in it, as the server made it) and the file's own name,
+    and nginx's `disable_symlinks on` refuses a link the job may put there meanwhile."""
+    relative = os.path.normpath(relative)  # _inside refused "..": this only drops "." and "//"
+    name = os.path.basename(relative)
     base = _ctx().config.nginx_x_accel_redirect_base
     if base:
+        fh.close()
+        path = os.path.join(os.path.realpath(job["working_directory"]), relative)
         response = Response(mimetype=mimetype or "application/octet-stream")
         response.headers["X-Accel-Redirect"] = base.rstrip("/") + path
         if as_attachment:
-            response.headers["Content-Disposition"] = f'attachment; filename="{os.path.basename(path)}"'
+            response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
-    response = send_file(path, mimetype=mimetype, as_attachment=as_attachment,
-                         download_name=os.path.basename(path), max_age=0, conditional=False)
+    response = send_file(fh, mimetype=mimetype, as_attachment=as_attachment,
+                         download_name=name, max_age=0, conditional=False, etag=False)
+    if job["state"] not in models.ACTIVE:
+        # An ended job's file no longer grows (a running job's stdout may grow while it is
+        # sent: then no length, and the end of the body is the end of the connection).
+        response.content_length = os.fstat(fh.fileno()).st_size
     if not as_attachment:
         # Shown inline; a page's download link names the file itself.
         response.headers.pop("Content-Disposition", None)
     return response
 
 
-def _inside(job, relative: str) -> str | None:
-    """The real path of a file in the job's directory, or None if it would leave it."""
+def _inside(job, relative: str):
+    """The job's file `relative`, open for reading, if it is a regular file reached without
+    following any link; None if it is missing, a link (to anywhere), a FIFO, a device, or
+    names a way out of the directory. The job controls its directory: nothing it put there
+    is followed."""
     if not job["working_directory"]:
         return None
-    root = os.path.realpath(job["working_directory"])
-    path = os.path.realpath(os.path.join(root, relative))
-    return path if path.startswith(root + os.sep) else None
+    return JobFiles(job["working_directory"]).open_regular(relative)
 
 
 @api.delete("/jobs/<id:job_id>")
@@ -263,7 +363,7 @@ def list_users():
 def create_user():
     if not is_admin():
         raise ApiError(403, "admins only")
-    body = request.get_json(force=True, silent=True)
+    body = _json_body()
     if not isinstance(body, dict):
         raise ApiError(400, 'expected {"email": ..., "password": ...}', "body")
     try:

@@ -16,6 +16,15 @@ def _errors(*codes):
     return {str(c): _json(_ERROR, text[c]) for c in codes}
 
 
+_IDEMPOTENCY = (
+    "Retries: send an `Idempotency-Key` header (or `client_request_id` in the body), 1 to 255 "
+    "printable characters. The same key from the same user within 24 hours answers 200 with "
+    "the first job, in the same shape as the 201, and writes nothing, even when the retry "
+    "arrives while the first request is still being handled; whatever the retry's body says, "
+    "the key names the first submission. Another user's key is theirs. An empty or longer key "
+    "is a 400.")
+
+
 def _job_id():
     return {"name": "job_id", "in": "path", "required": True,
             "schema": {"type": "integer", "minimum": 1}}
@@ -39,7 +48,11 @@ def spec() -> dict:
                           "properties": {"error": {"type": "string"}, "field": {"type": "string"}}},
                 "Submission": {"type": "object", "required": ["tool_id"], "additionalProperties": False,
                                "properties": {"tool_id": {"type": "string"},
-                                              "params": {"type": "object"}}},
+                                              "params": {"type": "object"},
+                                              "client_request_id": {
+                                                  "type": "string", "minLength": 1, "maxLength": 255,
+                                                  "description": "the same as the Idempotency-Key "
+                                                                 "header (send either, or both alike)"}}},
                 "Job": {"type": "object", "required": ["id", "tool_id", "state"], "properties": {
                     "id": {"type": "integer"}, "tool_id": {"type": "string"},
                     "state": {"type": "string", "enum": list(models.STATES)},
@@ -56,9 +69,17 @@ def spec() -> dict:
         "paths": {
             "/api/jobs": {
                 "post": {"summary": "Submit a job", "operationId": "submitJob",
+                         "description": _IDEMPOTENCY,
+                         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                                         "description": "a key the client picks for this submission "
+                                                        "(e.g. a UUID), sent again with a retry"}],
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": {"$ref": "#/components/schemas/Submission"}}}},
                          "responses": {"201": _json(_JOB, "Written; its handler was told"),
+                                       "200": _json(_JOB, "A retry: this user's first job with this "
+                                                          "key (header Idempotent-Replayed: true); "
+                                                          "nothing was written"),
                                        **_errors(400, 401, 413)}},
                 "get": {"summary": "My jobs, newest first", "operationId": "listJobs",
                         "parameters": [

@@ -11,14 +11,23 @@ from app import models
 log = logging.getLogger(__name__)
 
 
-def submit(ctx, dispatcher, tool, values: dict, user_id: int) -> dict:
-    """Write a job for validated `values` of `tool`, then wake its handler."""
+def submit(ctx, dispatcher, tool, values: dict, user_id: int,
+           idempotency_key: str | None = None) -> dict:
+    """Write a job for validated `values` of `tool`, then wake its handler.
+
+    With an `idempotency_key` that `user_id` already used within a day, nothing is written
+    and the first job is returned instead; the returned row's `created` tells which."""
     destination = ctx.job_conf.destination_for(tool.id)
     handler = dispatcher.handler_for(tool.id)
     job = ctx.store.create_job(tool_id=tool.id, tool_version=tool.version, params=values,
                                command_line=tool.command_line(values), handler_tag=handler,
                                destination_id=destination.id, runner=destination.runner,
-                               resubmit=destination.resubmit, user_id=user_id)
+                               resubmit=destination.resubmit, user_id=user_id,
+                               idempotency_key=idempotency_key)
+    if not job["created"]:
+        log.info("job %s: a retried submission (same idempotency key) of user %s", job["id"],
+                 user_id)
+        return job
     log.info("job %s new: tool=%s handler=%s destination=%s runner=%s user=%s", job["id"], tool.id,
              handler, destination.id, destination.runner, user_id)
     dispatcher.notify(job["id"], handler)  # after the commit, never before

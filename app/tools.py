@@ -211,13 +211,22 @@ def _number(raw, integer: bool, where: str):
             raw = int(raw.strip()) if integer else float(raw.strip())
         except ValueError:
             raise ParamError(where, f"expected {kind}, got {raw!r}") from None
+    if not isinstance(raw, (int, float)):
+        raise ParamError(where, f"expected {kind}, got {_kind(raw)}")
+    # NaN and the infinities ("nan", "inf", or 1e999 in JSON) are no value a tool can use;
+    # nor is an integer too large for a float parameter.
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise ParamError(where, f"must be a finite number (got {raw!r})")
     if integer and isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
     if integer and not isinstance(raw, int):
         raise ParamError(where, f"expected {kind}, got {_kind(raw)} {raw!r}")
-    if not isinstance(raw, (int, float)) or (isinstance(raw, float) and not math.isfinite(raw)):
-        raise ParamError(where, f"expected {kind}, got {_kind(raw)}")
-    return raw if integer else float(raw)
+    if integer:
+        return raw
+    try:
+        return float(raw)
+    except OverflowError:
+        raise ParamError(where, "must be a finite number (this one is too large)") from None
 
 
 class _ToolReader:

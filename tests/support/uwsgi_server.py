@@ -92,6 +92,14 @@ class UwsgiServer:
                  "  py-call-osafterfork: true", "  listen: 1024", "  disable-logging: true",
                  "  lazy-apps: true", f"  master-fifo: {self.fifo}",
                  f"  touch-mules-reload: {self.mules_reload}"]
+        # As the shipped galaxy.yml: the http router hands requests to the fastrouter, which
+        # reads each body whole before it connects to a web worker (slow clients).
+        fastrouter = os.path.join(self.directory, "fastrouter.sock")
+        workers = os.path.join(self.directory, "workers.sock")
+        lines += [f"  http-to: {fastrouter}", "  http-gracetime: 1", f"  fastrouter: {fastrouter}",
+                  "  fastrouter-use-socket: 0", "  fastrouter-post-buffering: 65536",
+                  f"  socket: {workers}"]
+        lines.append("  umask: 077")  # as the shipped galaxy.yml
         lines += [f"  mule: {REPO}/mules/handler.py"] * mules
         if mules:
             lines.append(f"  farm: job-handlers:{mule_ids}")

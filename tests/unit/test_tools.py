@@ -151,7 +151,8 @@ def test_integer(tool, raw, value):
 @pytest.mark.parametrize("raw, message", [
     (True, "got a boolean"), (False, "got a boolean"), (7.5, "whole number"),
     ("7.5", "whole number"), ("seven", "whole number"), ("1e3", "whole number"),
-    ([7], "whole number"), (float("inf"), "whole number"), (float("nan"), "whole number"),
+    ([7], "whole number"), (float("inf"), "must be a finite number"),
+    (float("nan"), "must be a finite number"),
     (0, "below the minimum 1"), (11, "above the maximum 10"), ("-3", "below the minimum")])
 def test_integer_rejected(tool, raw, message):
     assert message in rejected(tool, "i", raw).message
@@ -165,9 +166,10 @@ def test_float(tool, raw, value):
 
 
 @pytest.mark.parametrize("raw, message", [
-    (float("inf"), "expected a number"), (float("-inf"), "expected a number"),
-    (float("nan"), "expected a number"), ("inf", "expected a number"),
-    ("NaN", "expected a number"), ("-Infinity", "expected a number"),
+    (float("inf"), "must be a finite number"), (float("-inf"), "must be a finite number"),
+    (float("nan"), "must be a finite number"), ("inf", "must be a finite number"),
+    ("NaN", "must be a finite number"), ("-Infinity", "must be a finite number"),
+    (10 ** 400, "must be a finite number"),
     (True, "got a boolean"), ("half", "expected a number"), ({}, "expected a number"),
     (1.5, "above the maximum 1"), (-0.1, "below the minimum 0")])
 def test_float_rejected(tool, raw, message):
