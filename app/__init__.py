@@ -8,18 +8,21 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from app import uwsgi_env
+from muleteer import uwsgi_env
 from app.accounts import Accounts, ensure_first_admin
 from app.auth import (SessionInterface, TrustedProxies, csrf, load_user, log_without_key,
                       secret_key)
-from app.context import AppContext, build_context
+from muleteer.context import AppContext, build_context
 from app.dispatch import Dispatcher
 from app.headers import security_headers
 
 log = logging.getLogger(__name__)
 
 
-def create_app(config_file: str | None = None, ctx: AppContext | None = None) -> Flask:
+def create_app(config_file: str | None = None, ctx: AppContext | None = None,
+               on_worker_start=None) -> Flask:
+    """The Flask app. `on_worker_start(ctx, dispatcher)` runs in each web worker once it
+    exists (wsgi.py passes the embedded job handler of mules/: main.web.N)."""
     ctx = ctx or build_context(config_file or uwsgi_env.config_file())
     config = ctx.config
     app = Flask(__name__)
@@ -56,10 +59,10 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None) ->
     _first_admin(accounts, config)
 
     def after_fork():
-        # Pooled connections must not cross a fork; then web worker N runs handler main.web.N.
-        from mules.embedded import start_web_handler
+        # Pooled connections must not cross a fork.
         ctx.store.after_fork()
-        start_web_handler(ctx, dispatcher)
+        if on_worker_start is not None:
+            on_worker_start(ctx, dispatcher)
 
     if uwsgi_env.worker_id() > 0:
         after_fork()  # lazy-apps: the app loads in the worker itself, after the fork

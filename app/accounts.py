@@ -9,8 +9,8 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.models import api_key, galaxy_user, login_attempt, user_session
-from app.store import utcnow
+from muleteer.models import api_key, galaxy_user, login_attempt, user_session
+from muleteer.store import utcnow
 
 # Compared against when the email is unknown, so that a wrong email and a wrong password
 # take the same time and say the same thing.

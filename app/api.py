@@ -6,12 +6,13 @@ import os
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, url_for
 
-from app import models, submission
+from app import submission
+from muleteer import models
 from app.accounts import AccountError
 from app.auth import accounts, current_owner, is_admin, unauthorized_json, visible_job
-from app.store import iso, job_to_dict
-from app.tools import ParamError
-from mules.job_files import STDERR, STDOUT, JobFiles
+from muleteer.store import iso, job_to_dict
+from muleteer.tools import ParamError
+from muleteer.job_files import STDERR, STDOUT, JobFiles
 
 api = Blueprint("api", __name__, url_prefix="/api")
 

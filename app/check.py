@@ -5,10 +5,10 @@ run.sh calls it before starting uWSGI so a bad file never half-starts a server; 
 import sys
 
 from app.accounts import Accounts, ensure_first_admin
-from app.config import ConfigError
-from app.context import build_context
-from app.job_conf import JobConfError
-from app.tools import ToolError
+from muleteer.config import ConfigError
+from muleteer.context import build_context
+from muleteer.job_conf import JobConfError
+from muleteer.tools import ToolError
 
 
 def main(argv: list[str]) -> int:

@@ -15,8 +15,9 @@ import logging
 import random
 import threading
 
-from app import uwsgi_env
-from app.job_conf import JobConfError, mule_number, web_number
+from muleteer import uwsgi_env
+from muleteer.handler_names import FARM, farm_for_tag, mule_number, web_name, web_number
+from muleteer.job_conf import JobConfError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Dispatcher:
         ref = self.job_conf.handler_for(tool_id)
         method = self.job_conf.assign_with
         if method in ("mem-self", "db-self"):
-            return f"main.web.{uwsgi_env.worker_id() or 1}"
+            return web_name(uwsgi_env.worker_id() or 1)
         if ref and method == "db-preassign" and ref not in self.job_conf.handlers:
             # Galaxy's db-preassign: the web worker picks one handler of the tag itself.
             members = [h.id for h in self.job_conf.handlers.values() if ref in h.tags]
@@ -48,10 +49,10 @@ class Dispatcher:
                 return random.choice(members)
         if ref:
             return ref
-        if uwsgi_env.FARM in self.farms:
-            return uwsgi_env.FARM
+        if FARM in self.farms:
+            return FARM
         # All-in-one: the web worker that takes the job handles it.
-        return f"main.web.{uwsgi_env.worker_id() or 1}"
+        return web_name(uwsgi_env.worker_id() or 1)
 
     def _check_handler_ids(self) -> None:
         """A job sent to a mule or web worker that does not exist would wait forever:
@@ -81,8 +82,8 @@ class Dispatcher:
         mule = mule_number(handler)
         if mule is not None:
             ok = mule in self.mules and uwsgi_env.send_to_mule(data, mule)
-        elif handler in self.farms or f"{uwsgi_env.FARM}.{handler}" in self.farms:
-            farm = handler if handler in self.farms else f"{uwsgi_env.FARM}.{handler}"
+        elif handler in self.farms or farm_for_tag(handler) in self.farms:
+            farm = handler if handler in self.farms else farm_for_tag(handler)
             ok = uwsgi_env.send_to_mule(data, self._next_mule(farm))
         elif web_number(handler) is not None:
             ok = handler == self.local_name and self.local_inbox is not None and self.local_inbox.put(data)

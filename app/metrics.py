@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import and_, case, func, select
 
-from app import models
-from app.models import handler as handler_table
-from app.models import job
-from app.store import utcnow
+from muleteer import models
+from muleteer.models import handler as handler_table
+from muleteer.models import job
+from muleteer.store import utcnow
 
 BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600, 21600, 86400)
 

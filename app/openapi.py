@@ -1,5 +1,5 @@
 """The API's OpenAPI 3 description, served at /api/openapi.json (and fuzzed by the tests)."""
-from app import models
+from muleteer import models
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JOB = {"$ref": "#/components/schemas/Job"}

@@ -12,13 +12,14 @@ from urllib.parse import urlparse
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
                    url_for)
 
-from app import models, submission
+from app import submission
+from muleteer import models
 from app.accounts import AccountError, normalize_email
 from app.auth import (accounts, admin_required, current_owner, end_session, is_admin,
                       login_required, start_session, visible_job)
-from app.store import iso
-from app.tools import ParamError
-from mules.job_files import STDERR, STDOUT, JobFiles
+from muleteer.store import iso
+from muleteer.tools import ParamError
+from muleteer.job_files import STDERR, STDOUT, JobFiles
 
 pages = Blueprint("pages", __name__)
 TAIL_BYTES = 16 * 1024

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from app import models
+from muleteer import models
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,8 @@ import urllib.parse
 from datetime import datetime
 from types import SimpleNamespace
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mules.job_files import JobFiles  # noqa: E402
+from muleteer.job_files import JobFiles  # noqa: E402
 
 TERMINAL = ("ok", "error", "deleted")
 

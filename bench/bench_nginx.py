@@ -31,10 +31,8 @@ import time
 
 import requests
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
-from mules.job_files import working_directory  # noqa: E402
+from muleteer.job_files import working_directory  # noqa: E402
 from tests.support.nginx_server import NGINX, NginxServer, start_stack  # noqa: E402
 from tests.support.uwsgi_server import UwsgiServer  # noqa: E402
 

@@ -17,17 +17,15 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from app import models  # noqa: E402
-from app.context import AppContext  # noqa: E402
-from app.config import load_config  # noqa: E402
-from app.job_conf import Destination, Plugin  # noqa: E402
-from app.store import JobStore  # noqa: E402
+from muleteer import models  # noqa: E402
+from muleteer.context import AppContext  # noqa: E402
+from muleteer.config import load_config  # noqa: E402
+from muleteer.job_conf import Destination, Plugin  # noqa: E402
+from muleteer.store import JobStore  # noqa: E402
 from mules.runners import load_runner  # noqa: E402
 
 TORQUE_BIN = os.environ.get("MULETEER_TORQUE_BIN", "/opt/muleteer-cluster/torque/bin")

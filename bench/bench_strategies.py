@@ -14,14 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import tempfile
 import time
 
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 
 from bench_jobs import (Client, fetch_jobs, latencies, percentile, submit_burst,  # noqa: E402
                         ts, wait_quiet)

@@ -6,7 +6,8 @@ by other workers are found by its sweep.
 """
 import threading
 
-from app import uwsgi_env
+from muleteer import uwsgi_env
+from muleteer.handler_names import web_name
 from mules.handler_loop import JobHandler, QueueInbox
 
 
@@ -14,7 +15,7 @@ def start_web_handler(ctx, dispatcher) -> JobHandler | None:
     worker = uwsgi_env.worker_id()
     if worker < 1:
         return None
-    name = f"main.web.{worker}"
+    name = web_name(worker)
     inbox = QueueInbox()
     handler = JobHandler(ctx, name, ctx.job_conf.handler_tags(name), strategy="web", inbox=inbox)
     handler.dispatcher = dispatcher

@@ -7,8 +7,9 @@ also as `<tag>`), and to the tags job_conf.xml gives its name.
 import sys
 import threading
 
-from app import uwsgi_env
-from app.context import build_context
+from muleteer import uwsgi_env
+from muleteer.handler_names import mule_name, tag_of_farm
+from muleteer.context import build_context
 from mules.handler_loop import JobHandler
 
 
@@ -18,13 +19,13 @@ class MuleInbox:
 
 
 def mule_tags(mule: int, farms: dict, job_conf) -> list[str]:
-    name = f"main.job-handlers.{mule}"
+    name = mule_name(mule)
     tags = []
     for farm, members in farms.items():
         if mule in members:
             tags.append(farm)
-            if farm.startswith(uwsgi_env.FARM + "."):
-                tags.append(farm[len(uwsgi_env.FARM) + 1:])
+            if tag_of_farm(farm):
+                tags.append(tag_of_farm(farm))
     return tags + list(job_conf.handler_tags(name))
 
 
@@ -34,7 +35,7 @@ def main() -> None:
                  "use scripts/job-handler for a handler without uWSGI")
     ctx = build_context(uwsgi_env.config_file())
     mule = uwsgi_env.mule_id()
-    name = f"main.job-handlers.{mule}"
+    name = mule_name(mule)
     handler = JobHandler(ctx, name, mule_tags(mule, uwsgi_env.farms(), ctx.job_conf),
                          strategy="mule", inbox=MuleInbox())
     handler.run(threading.Event())

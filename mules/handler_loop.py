@@ -26,9 +26,9 @@ import threading
 import time
 from datetime import timedelta
 
-from app import models
-from app.store import utcnow
-from mules.job_files import JobFiles
+from muleteer import models
+from muleteer.store import utcnow
+from muleteer.job_files import JobFiles
 from mules.runners import load_runner
 
 log = logging.getLogger(__name__)

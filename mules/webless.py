@@ -16,10 +16,10 @@ import signal
 import sys
 import threading
 
-from app.config import ConfigError
-from app.context import build_context
-from app.job_conf import JobConfError
-from app.tools import ToolError
+from muleteer.config import ConfigError
+from muleteer.context import build_context
+from muleteer.job_conf import JobConfError
+from muleteer.tools import ToolError
 from mules.handler_loop import JobHandler
 
 

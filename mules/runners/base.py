@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from app import models
-from mules.job_files import JobFiles, working_directory
+from muleteer import models
+from muleteer.job_files import JobFiles, working_directory
 from mules.resubmit import matching_rule
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from app import models
-from mules.job_files import JobDirectoryError
+from muleteer import models
+from muleteer.job_files import JobDirectoryError
 from mules.runners.base import BaseRunner, LeaseLost
 
 log = logging.getLogger(__name__)

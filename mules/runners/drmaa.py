@@ -19,7 +19,7 @@ import os
 import shlex
 import threading
 
-from mules.job_files import SCRIPT
+from muleteer.job_files import SCRIPT
 from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
 
 _STATES = {"queued_active": PENDING, "system_on_hold": PENDING, "user_on_hold": PENDING,

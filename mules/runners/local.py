@@ -3,7 +3,7 @@
 `workers` threads (job_conf.xml) each start one job script and wait for it.
 Each job gets its own session, hence its own process group, so cancel kills
 everything the tool started; signals that uWSGI leaves ignored in its
-processes are reset to their defaults in the job (DESIGN.md section 4).
+processes are reset to their defaults in the job (docs/uwsgi.md).
 Unlike Galaxy's local runner, a restarted handler re-attaches to the jobs it
 left running, by the pid the script recorded and its exit-code file.
 
@@ -21,8 +21,8 @@ import queue
 import signal
 import threading
 
-from app import models
-from mules.job_files import GATE_FD, SCRIPT, JobDirectoryError
+from muleteer import models
+from muleteer.job_files import GATE_FD, SCRIPT, JobDirectoryError
 from mules.runners.base import BaseRunner, LeaseLost
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 
-from mules.job_files import SCRIPT
+from muleteer.job_files import SCRIPT
 from mules.runners import cli
 from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
 

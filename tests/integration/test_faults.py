@@ -218,7 +218,7 @@ def submit_slow_markers(srv, n, seconds=0.2, clients=4):
 
 def assert_files_intact(srv, job_ids):
     """Each ok job's directory still has its exit code (0) and its stdout."""
-    from mules.job_files import JobFiles, working_directory
+    from muleteer.job_files import JobFiles, working_directory
     root = os.path.join(srv.directory, "database", "jobs")
     damaged = []
     for job_id in job_ids:

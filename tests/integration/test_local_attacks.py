@@ -25,7 +25,7 @@ import time
 import pytest
 import requests
 
-from mules.job_files import working_directory
+from muleteer.job_files import working_directory
 from tests.support.uwsgi_server import REPO, UwsgiServer
 
 NOBODY = 65534

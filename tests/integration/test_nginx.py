@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from mules.job_files import STDOUT, working_directory
+from muleteer.job_files import STDOUT, working_directory
 from tests.support.nginx_server import ACCEL_BASE, NGINX, auth_headers, start_stack
 from tests.support.uwsgi_server import UwsgiServer
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from app.store import JobStore
+from muleteer.store import JobStore
 from tests.support.uwsgi_server import DEFAULT_JOB_CONF, UwsgiServer
 
 

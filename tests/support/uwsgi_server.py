@@ -82,7 +82,7 @@ class UwsgiServer:
 
     def write_config(self, mules, processes, galaxy, uwsgi):
         mule_ids = ",".join(str(i) for i in range(1, mules + 1))
-        lines = ["uwsgi:", "  module: app.wsgi:application", f"  pythonpath: {REPO}",
+        lines = ["uwsgi:", "  module: wsgi:application", f"  pythonpath: {REPO}",
                  "  need-app: true", "  master: true", f"  processes: {processes}", "  threads: 4",
                  "  enable-threads: true", f"  http: 127.0.0.1:{self.port}", "  http-keepalive: 1",
                  "  buffer-size: 16384", "  post-buffering: 65536", "  limit-post: 2097152",

@@ -86,7 +86,7 @@ def database_url(request, tmp_path):
 
 @pytest.fixture
 def store(database_url):
-    from app.store import JobStore
+    from muleteer.store import JobStore
 
     store = JobStore(database_url)
     store.migrate()
@@ -129,11 +129,11 @@ EXTRA_TOOLS = {
 @pytest.fixture
 def local_ctx(tmp_path):
     """An AppContext whose database, job directories and tools all live in tmp_path."""
-    from app.config import load_config
-    from app.context import AppContext
-    from app.job_conf import load_job_conf
-    from app.store import JobStore
-    from app.tools import load_tools
+    from muleteer.config import load_config
+    from muleteer.context import AppContext
+    from muleteer.job_conf import load_job_conf
+    from muleteer.store import JobStore
+    from muleteer.tools import load_tools
 
     tool_dir = tmp_path / "tools"
     shutil.copytree(TOOLS_DIR, tool_dir)
@@ -162,7 +162,7 @@ def local_ctx(tmp_path):
 @pytest.fixture
 def start_runner(local_ctx):
     """start_runner() -> a new LocalRunner on local_ctx; all are shut down at teardown."""
-    from app.job_conf import Plugin
+    from muleteer.job_conf import Plugin
     from mules.runners.local import LocalRunner
 
     runners = []

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from app import models
-from app.job_conf import Destination, Plugin
+from muleteer import models
+from muleteer.job_conf import Destination, Plugin
 from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
 
 

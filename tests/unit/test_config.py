@@ -1,9 +1,9 @@
-"""app/config.py: the `galaxy:` section of galaxy.yml."""
+"""muleteer/config.py: the `galaxy:` section of galaxy.yml."""
 import os
 
 import pytest
 
-from app.config import ConfigError, load_config
+from muleteer.config import ConfigError, load_config
 
 
 def test_defaults_are_filled_and_resolved_against_the_files_directory(write, tmp_path):

@@ -4,9 +4,9 @@ nothing, and records nothing; and a handler is declared silent only by observers
 write their own heartbeats the whole time."""
 import os
 
-from app import models
+from muleteer import models
 from mules.handler_loop import JobHandler, QueueInbox
-from mules.job_files import JobDirectoryError, JobFiles, working_directory
+from muleteer.job_files import JobDirectoryError, JobFiles, working_directory
 
 HANDLER = "test-handler"
 

@@ -1,4 +1,4 @@
-"""Retried submissions (app/store.py create_job with an idempotency key), on SQLite and on
+"""Retried submissions (muleteer/store.py create_job with an idempotency key), on SQLite and on
 PostgreSQL: the same key from the same user within 24 h gives the first job, even when the
 retry races its original; another user's key is theirs; an old key starts a new job."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
-from app import models
-from app.models import job, job_state_history
+from muleteer import models
+from muleteer.models import job, job_state_history
 
 THREADS = 8
 

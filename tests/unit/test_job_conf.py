@@ -1,10 +1,11 @@
-"""app/job_conf.py: job_conf.xml, Galaxy's schema and its legacy runner URLs."""
+"""muleteer/job_conf.py: job_conf.xml, Galaxy's schema and its legacy runner URLs."""
 import os
 
 import pytest
 
-from app.job_conf import (JobConfError, destination_from_url, load_job_conf, mule_number,
-                          parse_size, parse_walltime, web_number)
+from muleteer.handler_names import mule_number, web_number
+from muleteer.job_conf import (JobConfError, destination_from_url, load_job_conf, parse_size,
+                               parse_walltime)
 
 FULL = """
 <?xml version="1.0"?>

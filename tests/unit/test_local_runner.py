@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from app import models
-from mules.job_files import SCRIPT, STDERR, STDOUT, JobFiles, working_directory
+from muleteer import models
+from muleteer.job_files import SCRIPT, STDERR, STDOUT, JobFiles, working_directory
 from mules.runners import local
 
 GROUP_GONE_TIMEOUT = 10.0  # orphans are reaped by pid 1, which can take a couple of seconds

@@ -1,5 +1,5 @@
 """/metrics rendering on both databases (their date arithmetic differs)."""
-from app import models
+from muleteer import models
 from app.metrics import render
 
 

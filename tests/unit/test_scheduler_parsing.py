@@ -82,7 +82,7 @@ def test_qstat_ids_with_a_server_suffix_answer_to_the_bare_id_too():
 
 
 def test_qstat_f_has_no_exit_status_so_the_exit_code_file_is_needed():
-    # The reason the runners read the job script's exit-code file (DESIGN.md section 5).
+    # The reason the runners read the job script's exit-code file (docs/schedulers.md).
     assert "exit_status" not in fixture("torque/qstat-f-failed-exit3.txt")
 
 

@@ -1,4 +1,4 @@
-"""app/store.py: the job store on a temporary SQLite file."""
+"""muleteer/store.py: the job store on a temporary SQLite file."""
 import json
 import multiprocessing
 import os
@@ -8,8 +8,8 @@ import threading
 import pytest
 from sqlalchemy import inspect, text
 
-from app import models
-from app.store import JobStore, job_to_dict
+from muleteer import models
+from muleteer.store import JobStore, job_to_dict
 
 N_JOBS = 300
 

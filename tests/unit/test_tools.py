@@ -1,4 +1,4 @@
-"""app/tools.py: tool XML, parameter validation and the (always quoted) command line."""
+"""muleteer/tools.py: tool XML, parameter validation and the (always quoted) command line."""
 import glob
 import hashlib
 import math
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from app.tools import MAX_TEXT, ParamError, ToolError, load_tool, load_tools
+from muleteer.tools import MAX_TEXT, ParamError, ToolError, load_tool, load_tools
 
 ALL_TYPES = """
 <tool id="all_types" name="All types" version="2.0">

@@ -23,8 +23,8 @@ from sqlalchemy import and_, case, create_engine, event, func, insert, or_, sele
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from app import models
-from app.models import job, job_state_history, handler as handler_table
+from muleteer import models
+from muleteer.models import job, job_state_history, handler as handler_table
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 `import uwsgi` only works inside a uWSGI process, so everything else asks this
 module, which answers sensibly outside uWSGI too (unit tests, webless handlers).
-Facts behind the choices here are in DESIGN.md section 4.
+The uWSGI facts behind the choices here are in docs/uwsgi.md.
 """
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ try:
     import uwsgi  # type: ignore[import-not-found]
 except ImportError:  # not running under uWSGI
     uwsgi = None
-
-FARM = "job-handlers"
 
 
 def running() -> bool:

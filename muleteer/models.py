@@ -1,4 +1,4 @@
-"""The database schema (SQLAlchemy Core). Alembic migrations in app/migrations create it."""
+"""The database schema (SQLAlchemy Core). Alembic migrations in muleteer/migrations create it."""
 from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData,
                         String, Table, Text)
 

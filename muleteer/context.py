@@ -5,10 +5,10 @@ import logging
 import os
 from dataclasses import dataclass
 
-from app.config import Config, load_config
-from app.job_conf import JobConfig, load_job_conf
-from app.store import JobStore
-from app.tools import load_tools
+from muleteer.config import Config, load_config
+from muleteer.job_conf import JobConfig, load_job_conf
+from muleteer.store import JobStore
+from muleteer.tools import load_tools
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Alembic environment: migrations run in-process on the connection the app hands over."""
 from alembic import context
 
-from app.models import metadata
+from muleteer.models import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from muleteer.handler_names import is_farm, mule_number, web_number
+
 RUNNER_TYPES = ("local", "pbs", "drmaa", "slurm")
 ASSIGN_METHODS = ("mem-self", "db-self", "db-preassign", "db-transaction-isolation",
                   "db-skip-locked", "uwsgi-mule-message")
@@ -21,8 +23,6 @@ LIMIT_TYPES = ("registered_user_concurrent_jobs", "anonymous_user_concurrent_job
 RESUBMIT_CONDITIONS = ("walltime_reached", "memory_limit_reached", "any_failure",
                        "unknown_error", "attempt")
 _DIGITS = re.compile(r"^[0-9]+$")  # str.isdigit() also accepts '²', which int() refuses
-_MULE_NAME = re.compile(r"^main\.job-handlers\.(\d+)$")
-_WEB_NAME = re.compile(r"^main\.web\.(\d+)$")
 
 
 class JobConfError(Exception):
@@ -103,16 +103,6 @@ class JobConfig:
     def handler_tags(self, handler_id: str) -> tuple:
         handler = self.handlers.get(handler_id)
         return handler.tags if handler else ()
-
-
-def mule_number(handler_id: str) -> int | None:
-    match = _MULE_NAME.match(handler_id or "")
-    return int(match.group(1)) if match else None
-
-
-def web_number(handler_id: str) -> int | None:
-    match = _WEB_NAME.match(handler_id or "")
-    return int(match.group(1)) if match else None
 
 
 def destination_from_url(dest_id: str, url: str) -> Destination:
@@ -339,7 +329,7 @@ def _read_handlers(reader, section):
 def _is_handler_ref(ref, handlers) -> bool:
     return (ref in handlers or any(ref in h.tags for h in handlers.values())
             or mule_number(ref) is not None or web_number(ref) is not None
-            or ref == "job-handlers" or ref.startswith("job-handlers."))
+            or is_farm(ref))
 
 
 def _read_tools(reader, section, destinations, handlers, plugins) -> dict:
