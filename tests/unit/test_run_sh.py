@@ -9,7 +9,6 @@ bare uWSGI (no app) with a configuration of its own.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -113,11 +112,10 @@ def stand_in_venv(tmp_path) -> str:
         script = venv / "bin" / name
         script.write_text(f"#!/bin/sh\necho \"stand-in {name} $*\"\nexit 1\n")
         script.chmod(0o755)
-    with open(os.path.join(REPO, "requirements.txt"), "rb") as fh:
-        requirements = fh.read()
-    # setup-venv's stamp: sha256 of `cat requirements.txt requirements.txt`.
-    (venv / ".installed-requirements.txt").write_text(
-        hashlib.sha256(requirements + requirements).hexdigest() + "\n")
+    # setup-venv's stamp for requirements.txt, as setup-venv itself computes it.
+    stamp = subprocess.run([os.path.join(REPO, "scripts", "setup-venv"), "--stamp",
+                            "requirements.txt"], capture_output=True, text=True, check=True)
+    (venv / ".installed-requirements.txt").write_text(stamp.stdout)
     return str(venv)
 
 
