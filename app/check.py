@@ -1,22 +1,26 @@
-"""`python -m app.check [galaxy.yml] [--handlers]`: load the whole configuration and create
-or migrate the database, printing a plain error (file, line, setting) on failure.
-run.sh calls it before starting uWSGI so a bad file never half-starts a server; with
---handlers it lists the handlers and their heartbeats from the database (run.sh --status)."""
+"""The configuration check, run as `python -m check [galaxy.yml] [--handlers]` (check.py
+beside wsgi.py passes the runner registry's specs, which the web side does not import):
+load the whole configuration and create or migrate the database, printing a plain error
+(file, line, setting) on failure. run.sh calls it before starting uWSGI so a bad file never
+half-starts a server; with --handlers it lists the handlers and their heartbeats from the
+database (run.sh --status)."""
 import sys
+from typing import Mapping
 
 from app.accounts import Accounts, ensure_first_admin
 from muleteer.config import ConfigError
 from muleteer.context import build_context
-from muleteer.job_conf import JobConfError
+from muleteer.job_config import JobConfError
+from muleteer.runner_spec import RunnerSpec
 from muleteer.tools import ToolError
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], runner_specs: Mapping[str, RunnerSpec]) -> int:
     show_handlers = "--handlers" in argv
     argv = [a for a in argv if a != "--handlers"]
     config_file = argv[1] if len(argv) > 1 else None
     try:
-        ctx = build_context(config_file)
+        ctx = build_context(config_file, runner_specs=runner_specs)
     except (ConfigError, JobConfError, ToolError) as exc:
         print(f"muleteer: configuration error: {exc}", file=sys.stderr)
         return 1
@@ -38,4 +42,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit("muleteer: run `python -m check` (check.py, beside wsgi.py): the check needs the "
+             "runner registry, which the web side does not import")

@@ -11,6 +11,7 @@ from muleteer import uwsgi_env
 from muleteer.handler_names import mule_name, tag_of_farm
 from muleteer.context import build_context
 from mules.handler_loop import JobHandler
+from mules.runners import RUNNER_SPECS
 
 
 class MuleInbox:
@@ -33,7 +34,7 @@ def main() -> None:
     if not uwsgi_env.running():
         sys.exit("mules/handler.py runs inside uWSGI as a mule; "
                  "use scripts/job-handler for a handler without uWSGI")
-    ctx = build_context(uwsgi_env.config_file())
+    ctx = build_context(uwsgi_env.config_file(), runner_specs=RUNNER_SPECS)
     mule = uwsgi_env.mule_id()
     name = mule_name(mule)
     handler = JobHandler(ctx, name, mule_tags(mule, uwsgi_env.farms(), ctx.job_conf),

@@ -18,9 +18,10 @@ import threading
 
 from muleteer.config import ConfigError
 from muleteer.context import build_context
-from muleteer.job_conf import JobConfError
+from muleteer.job_config import JobConfError
 from muleteer.tools import ToolError
 from mules.handler_loop import JobHandler
+from mules.runners import RUNNER_SPECS
 
 
 class DatabaseInbox:
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     pid_file = args.pid_file or os.path.join(config_dir, "database", f"{args.server_name}.pid")
     log_file = args.log_file or os.path.join(config_dir, "database", f"{args.server_name}.log")
     try:
-        ctx = build_context(args.config)
+        ctx = build_context(args.config, runner_specs=RUNNER_SPECS)
     except (ConfigError, JobConfError, ToolError) as exc:
         print(f"job-handler: configuration error: {exc}", file=sys.stderr)
         return 1

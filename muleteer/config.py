@@ -23,6 +23,8 @@ _SETTINGS = {
     "database_connection": (str, "sqlite:///database/universe.sqlite"),
     "database_engine_options": (dict, {}),
     "job_config_file": (str, "job_conf.xml"),
+    # Galaxy's inline job configuration (job_conf.yml's mapping); it replaces job_config_file.
+    "job_config": (dict, None),
     "tool_path": (str, "tools"),
     "job_working_directory": (str, "database/jobs_directory"),
     "new_file_path": (str, "database/tmp"),
@@ -57,6 +59,7 @@ class Config:
     database_connection: str = ""
     database_engine_options: dict = field(default_factory=dict)
     job_config_file: str = ""
+    job_config: dict | None = None
     tool_path: str = ""
     job_working_directory: str = ""
     new_file_path: str = ""
@@ -113,6 +116,11 @@ def load_config(config_file: str | None = None, overrides: dict | None = None) -
             known = ", ".join(sorted(_SETTINGS))
             raise ConfigError(f"{config_file}: galaxy.{name}: unknown setting (known: {known})")
         values[name] = _coerce(config_file, name, raw)
+    if "job_config" in values and values.get("job_config_file", _SETTINGS["job_config_file"][1]) \
+            != _SETTINGS["job_config_file"][1]:
+        # Galaxy reads an inline job_config and ignores the file; naming both is a mistake.
+        raise ConfigError(f"{config_file}: galaxy.job_config and galaxy.job_config_file: set one "
+                          "(job_config, inline, replaces the file)")
     config = Config(config_file=config_file, root=os.path.dirname(config_file))
     for f in fields(Config):
         if f.name in _SETTINGS:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Mapping
 
 from muleteer.config import Config, load_config
-from muleteer.job_conf import JobConfig, load_job_conf
+from muleteer.job_config import JobConfig, load_job_config
+from muleteer.runner_spec import RunnerSpec
 from muleteer.store import JobStore
 from muleteer.tools import load_tools
 
@@ -22,9 +24,11 @@ class AppContext:
 
 
 def build_context(config_file: str | None = None, overrides: dict | None = None,
-                  migrate: bool = True) -> AppContext:
-    """Load galaxy.yml, job_conf.xml and the tools; open (and migrate) the store.
+                  migrate: bool = True, *, runner_specs: Mapping[str, RunnerSpec]) -> AppContext:
+    """Load galaxy.yml, the job configuration and the tools; open (and migrate) the store.
 
+    runner_specs ({type: RunnerSpec}, the runner registry's) judge the job configuration's
+    runners and destinations: the caller passes them, as the core never imports mules/.
     Any error here is a configuration error and stops start-up with its message.
     """
     config = load_config(config_file, overrides)
@@ -35,7 +39,7 @@ def build_context(config_file: str | None = None, overrides: dict | None = None,
         os.umask(config.umask)
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
-    job_conf = load_job_conf(config.job_config_file)
+    job_conf = load_job_config(config, runner_specs)
     tools = load_tools(config.tool_path)
     for tool_id in job_conf.tools:
         if tool_id not in tools:

@@ -5,7 +5,11 @@ import os
 import re
 import subprocess
 
+from muleteer.runner_spec import Param
 from mules.runners.cluster import SchedulerError
+
+# The plugin param of the runners that run a scheduler's command-line clients (pbs, slurm).
+BIN_DIR = Param("bin_dir", str, "", "directory of the scheduler's clients (default: PATH)")
 
 # What clients print when the scheduler cannot be reached: worth retrying, unlike a refusal.
 _TRANSIENT = re.compile(r"unable to contact|connect(ion)? (failure|refused|timed out)|"

@@ -20,7 +20,19 @@ import shlex
 import threading
 
 from muleteer.job_files import SCRIPT
-from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
+from muleteer.runner_spec import Param, RunnerSpec
+from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
+                                   PENDING, ClusterRunner, SchedulerError, Status)
+
+# Data only: the drmaa module (and the DRM's library) is imported when a handler first
+# starts this runner (load_drmaa), never by importing this module.
+SPEC = RunnerSpec(
+    type="drmaa",
+    plugin_params=(Param("drmaa_library_path", str, "", "the DRM's libdrmaa (default: the "
+                         "DRMAA_LIBRARY_PATH environment variable)"), *CLUSTER_PARAMS),
+    destination_params=(NATIVE_SPECIFICATION,),  # e.g. -q all.q -l h_vmem=1G
+    url_form=("nativeSpecification",),  # drmaa://-q all.q/
+    doc="any DRM through its libdrmaa (drmaa-python)")
 
 _STATES = {"queued_active": PENDING, "system_on_hold": PENDING, "user_on_hold": PENDING,
            "user_system_on_hold": PENDING, "running": ACTIVE, "system_suspended": ACTIVE,
@@ -59,7 +71,7 @@ class DrmaaRunner(ClusterRunner):
     name = "drmaa"
 
     def __init__(self, ctx, plugin, handler_name):
-        self.drmaa = load_drmaa(plugin.params.get("drmaa_library_path"))
+        self.drmaa = load_drmaa(SPEC.plugin_values(plugin.params)["drmaa_library_path"])
         self.session = self.drmaa.Session()
         self.session.initialize()
         self._drm_lock = threading.Lock()  # one session, used by several threads
@@ -83,7 +95,7 @@ class DrmaaRunner(ClusterRunner):
         try:
             template.remoteCommand = "/bin/bash"
             template.args = [files.path(SCRIPT)]
-            template.jobName = f"muleteer-{job['id']}"
+            template.jobName = f"muleteer-{job.id}"
             template.workingDirectory = files.directory
             # DRMAA paths start with ':' (an empty host name).
             template.outputPath = ":" + files.path("scheduler.out")

@@ -14,8 +14,23 @@ from __future__ import annotations
 import shlex
 
 from muleteer.job_files import SCRIPT
+from muleteer.runner_spec import Param, RunnerSpec
 from mules.runners import cli
-from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
+from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
+                                   PENDING, ClusterRunner, SchedulerError, Status)
+
+SPEC = RunnerSpec(
+    type="pbs",
+    plugin_params=(cli.BIN_DIR, *CLUSTER_PARAMS),
+    destination_params=(
+        Param("Resource_List", str, "", "qsub -l, e.g. nodes=1:ppn=1,walltime=00:10:00"),
+        Param("queue", str, "", "qsub -q"),
+        Param("destination", str, "", "qsub -q (Galaxy's other name for queue)"),
+        Param("server", str, "", "the queue's server (queue@server)"),
+        NATIVE_SPECIFICATION),
+    destination_param_prefixes=("-",),  # any `-X` param is that qsub option
+    url_form=("server", "queue", "nativeSpecification"),  # pbs://server/queue/options/
+    doc="TORQUE/PBS qsub, qstat, qdel")
 
 # PBS job states: Queued, Held, Waiting, Transit, Running, Exiting, Completed, Suspended.
 _STATES = {"Q": PENDING, "H": PENDING, "W": PENDING, "T": PENDING, "S": PENDING,
@@ -63,12 +78,12 @@ class PbsRunner(ClusterRunner):
     name = "pbs"
 
     def __init__(self, ctx, plugin, handler_name):
-        self.bin_dir = plugin.params.get("bin_dir", "")
+        self.bin_dir = SPEC.plugin_values(plugin.params)["bin_dir"]
         super().__init__(ctx, plugin, handler_name)
 
     def submit_script(self, job, files, destination):
         # No workdir option (-d in TORQUE, -wd in Slurm's wrapper): the job script cds itself.
-        argv = [cli.command(self.bin_dir, "qsub"), "-N", f"muleteer-{job['id']}",
+        argv = [cli.command(self.bin_dir, "qsub"), "-N", f"muleteer-{job.id}",
                 "-o", files.path("scheduler.out"),
                 "-e", files.path("scheduler.err"), *qsub_options(destination.params),
                 files.path(SCRIPT)]

@@ -10,8 +10,17 @@ from __future__ import annotations
 import shlex
 
 from muleteer.job_files import SCRIPT
+from muleteer.runner_spec import RunnerSpec
 from mules.runners import cli
-from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
+from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
+                                   PENDING, ClusterRunner, SchedulerError, Status)
+
+SPEC = RunnerSpec(
+    type="slurm",
+    plugin_params=(cli.BIN_DIR, *CLUSTER_PARAMS),
+    destination_params=(NATIVE_SPECIFICATION,),  # sbatch options
+    url_form=("nativeSpecification",),  # slurm://-p debug -c 2/
+    doc="Slurm's sbatch, squeue, scancel")
 
 _PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING",
             "SUSPENDED", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
@@ -52,12 +61,12 @@ class SlurmRunner(ClusterRunner):
     name = "slurm"
 
     def __init__(self, ctx, plugin, handler_name):
-        self.bin_dir = plugin.params.get("bin_dir", "")
+        self.bin_dir = SPEC.plugin_values(plugin.params)["bin_dir"]
         super().__init__(ctx, plugin, handler_name)
 
     def submit_script(self, job, files, destination):
         native = shlex.split(destination.params.get("nativeSpecification", ""))
-        argv = [cli.command(self.bin_dir, "sbatch"), "--parsable", "-J", f"muleteer-{job['id']}",
+        argv = [cli.command(self.bin_dir, "sbatch"), "--parsable", "-J", f"muleteer-{job.id}",
                 "-D", files.directory, "-o", files.path("scheduler.out"),
                 "-e", files.path("scheduler.err"), *native, files.path(SCRIPT)]
         result = cli.run(argv)

@@ -1,4 +1,4 @@
-"""`python -m app.check` (run by run.sh before uWSGI): it checks the configuration, and on
+"""`python -m check` (run by run.sh before uWSGI): it checks the configuration, and on
 a fresh install creates the first admin and prints, once, how to log in."""
 import os
 import subprocess
@@ -8,7 +8,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def check(config):
-    return subprocess.run([sys.executable, "-m", "app.check", str(config)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "check", str(config)], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -1,11 +1,16 @@
-"""muleteer/job_conf.py: job_conf.xml, Galaxy's schema and its legacy runner URLs."""
+"""muleteer/job_config: job_conf.xml, Galaxy's schema, its legacy runner URLs and macros."""
 import os
 
 import pytest
 
 from muleteer.handler_names import mule_number, web_number
-from muleteer.job_conf import (JobConfError, destination_from_url, load_job_conf, parse_size,
-                               parse_walltime)
+from muleteer.job_config import (JobConfError, destination_from_url, load_job_conf as _load,
+                                 parse_size, parse_walltime)
+from mules.runners import RUNNER_SPECS
+
+
+def load_job_conf(path):
+    return _load(path, RUNNER_SPECS)
 
 FULL = """
 <?xml version="1.0"?>
@@ -236,14 +241,14 @@ def test_legacy_url_as_tool_destination_gets_its_runner_plugin(write):
     ("slurm://--time=10/", "slurm", {"nativeSpecification": "--time=10"}),
 ])
 def test_destination_from_url(url, runner, params):
-    destination = destination_from_url("d", url)
+    destination = destination_from_url("d", url, RUNNER_SPECS)
     assert (destination.id, destination.runner, destination.params) == ("d", runner, params)
 
 
 @pytest.mark.parametrize("url", ["condor://x/", "local", "", "LOCAL:///"])
 def test_destination_from_bad_url(url):
     with pytest.raises(ValueError, match="runner URL"):
-        destination_from_url("d", url)
+        destination_from_url("d", url, RUNNER_SPECS)
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -370,7 +375,7 @@ INVALID = {
                 <destination id="b" runner="local"/>
             </destinations>
         </job_conf>
-    """, 2, ["<destinations>", "no default="]),
+    """, 2, ["<destinations>", "no default"]),
     "no destination at all": ("""
         <job_conf>
 
@@ -604,3 +609,158 @@ def test_superscript_digit_workers_is_a_job_conf_error(write):
     """)
     with pytest.raises(JobConfError, match="line 2"):
         load_job_conf(path)
+
+
+# -- Galaxy's <macros> ----------------------------------------------------------------------
+MACROS = """
+<job_conf>
+    <macros>
+        <import>site_macros.xml</import>
+        <token name="@PARTITION@">debug</token>
+        <token name="@SLURM_OPTS@">-p @PARTITION@</token>
+        <xml name="slurm_destination" tokens="name,cores" token_mem="512">
+            <destination id="@NAME@" runner="slurm" tags="hpc">
+                <param id="nativeSpecification">@SLURM_OPTS@ -c @CORES@ --mem=@MEM@</param>
+                <yield/>
+                <yield name="after"/>
+            </destination>
+        </xml>
+        <macro name="lc_all" type="xml"><env id="LC_ALL">C</env></macro>
+    </macros>
+    <plugins>
+        <expand macro="plugins"/>
+    </plugins>
+    <destinations default="small">
+        <expand macro="slurm_destination" name="small" cores="1">
+            <expand macro="lc_all"/>
+            <token name="after"><resubmit condition="walltime_reached" destination="big"/></token>
+        </expand>
+        <expand macro="slurm_destination" name="big" cores="8" mem="4096"/>
+    </destinations>
+</job_conf>
+"""
+SITE_MACROS = """
+<macros>
+    <xml name="plugins">
+        <plugin id="local" type="runner" load="galaxy.jobs.runners.local:LocalJobRunner"/>
+        <plugin id="slurm" type="runner" load="galaxy.jobs.runners.slurm:SlurmJobRunner">
+            <param id="submit_retries">2</param>
+        </plugin>
+    </xml>
+</macros>
+"""
+EXPANDED = """
+<job_conf>
+    <plugins>
+        <plugin id="local" type="runner" load="galaxy.jobs.runners.local:LocalJobRunner"/>
+        <plugin id="slurm" type="runner" load="galaxy.jobs.runners.slurm:SlurmJobRunner">
+            <param id="submit_retries">2</param>
+        </plugin>
+    </plugins>
+    <destinations default="small">
+        <destination id="small" runner="slurm" tags="hpc">
+            <param id="nativeSpecification">-p debug -c 1 --mem=512</param>
+            <env id="LC_ALL">C</env>
+            <resubmit condition="walltime_reached" destination="big"/>
+        </destination>
+        <destination id="big" runner="slurm" tags="hpc">
+            <param id="nativeSpecification">-p debug -c 8 --mem=4096</param>
+        </destination>
+    </destinations>
+</job_conf>
+"""
+
+
+def test_macros_expand_to_the_same_configuration(write):
+    write("site_macros.xml", SITE_MACROS)
+    conf = load_job_conf(write("job_conf.xml", MACROS))
+    assert conf == load_job_conf(write("expanded.xml", EXPANDED))
+    small = conf.destinations["small"]
+    assert small.params == {"nativeSpecification": "-p debug -c 1 --mem=512"}
+    assert small.env == [{"name": "LC_ALL", "value": "C"}]
+    assert small.resubmit[0]["destination"] == "big"
+    assert conf.plugins["slurm"].params == {"submit_retries": 2}
+
+
+def test_an_error_in_an_expanded_macro_names_the_line_of_its_definition(write):
+    path = write("job_conf.xml", """
+        <job_conf>
+            <macros>
+                <xml name="bad">
+                    <destination id="x" runner="condor"/>
+                </xml>
+            </macros>
+            <destinations><expand macro="bad"/></destinations>
+        </job_conf>
+    """)
+    with pytest.raises(JobConfError, match=r"line 4: <destination>: runner='condor'"):
+        load_job_conf(path)
+
+
+MACRO_ERRORS = {
+    "unknown macro": ("""
+        <job_conf>
+            <macros><xml name="a"><plugin id="local"/></xml></macros>
+            <plugins><expand macro="b"/></plugins>
+        </job_conf>
+    """, 3, ["<expand>", "macro='b'", "no such macro (defined: a)"]),
+    "cycle": ("""
+        <job_conf>
+            <macros>
+                <xml name="a"><expand macro="b"/></xml>
+                <xml name="b"><expand macro="a"/></xml>
+            </macros>
+            <plugins><expand macro="a"/></plugins>
+        </job_conf>
+    """, 4, ["<expand>", "a cycle (a -> b -> a)"]),  # the <expand> inside macro b
+    "missing parameter": ("""
+        <job_conf>
+            <macros><xml name="a" tokens="cores"><plugin id="local" workers="@CORES@"/></xml></macros>
+            <plugins><expand macro="a"/></plugins>
+        </job_conf>
+    """, 3, ["<expand>", "missing required parameter 'cores'"]),
+    "expand without macros": ("""
+        <job_conf>
+            <plugins><expand macro="a"/></plugins>
+        </job_conf>
+    """, 2, ["<expand>", "no <macros>"]),
+    "missing import": ("""
+        <job_conf>
+            <macros><import>nowhere.xml</import></macros>
+        </job_conf>
+    """, 2, ["<import>", "nowhere.xml: cannot read"]),
+    "unnamed macro": ("""
+        <job_conf>
+            <macros><xml><plugin id="local"/></xml></macros>
+        </job_conf>
+    """, 2, ["<xml>", "missing required attribute 'name'"]),
+    "named yield missing": ("""
+        <job_conf>
+            <macros><xml name="a"><plugin id="local"/></xml></macros>
+            <plugins><expand macro="a"><token name="extra"/></expand></plugins>
+        </job_conf>
+    """, 3, ["<token>", "no <yield name='extra'/>"]),
+}
+
+
+@pytest.mark.parametrize("text, line, fragments", list(MACRO_ERRORS.values()), ids=list(MACRO_ERRORS))
+def test_invalid_macros(write, text, line, fragments):
+    path = write("job_conf.xml", text)
+    with pytest.raises(JobConfError) as info:
+        load_job_conf(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}, line {line}: "), message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_macro_tokens_with_another_quote(write):
+    conf = load_job_conf(write("job_conf.xml", """
+        <job_conf>
+            <macros>
+                <xml name="d" tokens="id" token_quote="%"><destination id="%ID%" runner="local"/></xml>
+            </macros>
+            <destinations><expand macro="d" id="only"/></destinations>
+        </job_conf>
+    """))
+    assert list(conf.destinations) == ["only"]

@@ -135,7 +135,7 @@ def test_a_pid_file_naming_an_unrelated_process_is_not_trusted(tmp_path, sleeper
 
     daemon = run_sh(config, "--daemon", venv=stand_in_venv(tmp_path))
     assert "already running" not in daemon.stdout + daemon.stderr, daemon
-    assert "stand-in python -m app.check" in daemon.stdout + daemon.stderr, daemon
+    assert "stand-in python -m check" in daemon.stdout + daemon.stderr, daemon
 
     time.sleep(0.2)
     assert alive(sleeper.pid) and sleeper.poll() is None  # never signalled
