@@ -8,6 +8,16 @@ Only the job id is sent, and only after the job is committed. A send that fails
                                            farm job-handlers[.tag], round-robin
     main.web.N                          -> this worker's own handler thread, if N is us
     anything else (webless handlers)    -> nothing: they grab rows from the database
+
+job_conf's assign_with, as Galaxy's scaling documentation defines them:
+    mem-self, db-self          the web worker that takes the job handles it (main.web.N)
+    db-preassign               the web worker picks one handler of the tag and writes it
+    uwsgi-mule-message         (the default with mules) message a mule of the farm
+    db-skip-locked             nothing is sent: handlers grab jobs from the database
+                               (FOR UPDATE SKIP LOCKED on PostgreSQL, one conditional
+                               UPDATE on SQLite)
+    db-transaction-isolation   refused at load: it exists for databases without SKIP
+                               LOCKED; Muleteer's two both do what db-skip-locked needs
 """
 from __future__ import annotations
 
@@ -17,7 +27,7 @@ import threading
 
 from muleteer import uwsgi_env
 from muleteer.handler_names import FARM, farm_for_tag, mule_number, web_name, web_number
-from muleteer.job_conf import JobConfError
+from muleteer.job_config import JobConfError
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,12 @@ class Dispatcher:
         workers = int((uwsgi_env.option("processes") or ["1"])[0])
         refs = [(f"tool {t.id}", t.handler) for t in self.job_conf.tools.values() if t.handler]
         refs.append(("<handlers default>", self.job_conf.default_handler))
+        # db-preassign writes a job with one of the <handler> ids; a <resubmit handler=>
+        # sends the next attempt to one.
+        refs += [(f"<handler id={h.id!r}>", h.id) for h in self.job_conf.handlers.values()]
+        refs += [(f"destination {d.id} <resubmit>", r.get("handler"))
+                 for d in self.job_conf.destinations.values() for r in d.resubmit
+                 if r.get("handler")]
         for where, ref in refs:
             mule, web = mule_number(ref or ""), web_number(ref or "")
             if mule is not None and mule not in self.mules:
@@ -82,6 +98,8 @@ class Dispatcher:
         mule = mule_number(handler)
         if mule is not None:
             ok = mule in self.mules and uwsgi_env.send_to_mule(data, mule)
+        elif self.job_conf.assign_with == "db-skip-locked":
+            return False  # Galaxy's db-skip-locked: handlers grab their jobs from the database
         elif handler in self.farms or farm_for_tag(handler) in self.farms:
             farm = handler if handler in self.farms else farm_for_tag(handler)
             ok = uwsgi_env.send_to_mule(data, self._next_mule(farm))

@@ -203,7 +203,7 @@ def floor(n, loops):
         for i in range(n):
             files = JobFiles(os.path.join(tmp, "jobs", f"{i // 1000:03d}", str(i)))
             files.create()
-            job = {"id": i, "tool_id": "noop", "tool_version": "1.0.0", "command_line": "true"}
+            job = SimpleNamespace(id=i, tool_id="noop", tool_version="1.0.0", command_line="true")
             scripts.append(files.write_script(job, None, config))
         started = time.monotonic()
         if loops == 1:

@@ -20,13 +20,12 @@ import subprocess
 import tempfile
 import time
 
-
-from muleteer import models  # noqa: E402
-from muleteer.context import AppContext  # noqa: E402
-from muleteer.config import load_config  # noqa: E402
-from muleteer.job_conf import Destination, Plugin  # noqa: E402
-from muleteer.store import JobStore  # noqa: E402
-from mules.runners import load_runner  # noqa: E402
+from muleteer.config import load_config
+from muleteer.context import AppContext
+from muleteer.job import TERMINAL, JobState
+from muleteer.job_config import Destination, Plugin
+from muleteer.store import JobStore
+from mules.runners import load_runner
 
 TORQUE_BIN = os.environ.get("MULETEER_TORQUE_BIN", "/opt/muleteer-cluster/torque/bin")
 SETUPS = {
@@ -51,10 +50,10 @@ def make_context(tmp, interval):
 
 
 def new_job(store, destination, command="true"):
-    job = store.create_job(tool_id="bench", tool_version="1", params={}, command_line=command,
-                           handler_tag="bench", destination_id=destination.id,
-                           runner=destination.runner)
-    return store.claim_job(job["id"], "bench", ["bench"])
+    job, _ = store.create_job(tool_id="bench", tool_version="1", params={}, command_line=command,
+                              handler_tag="bench", destination_id=destination.id,
+                              runner=destination.runner)
+    return store.claim_job(job.id, "bench", ["bench"])
 
 
 def wait_done(store, ids, timeout):
@@ -62,7 +61,7 @@ def wait_done(store, ids, timeout):
     pending = set(ids)
     while pending and time.monotonic() < deadline:
         for job_id in list(pending):
-            if store.get_job(job_id)["state"] in models.TERMINAL:
+            if store.get_job(job_id).state in TERMINAL:
                 pending.discard(job_id)
         time.sleep(0.05)
     return pending
@@ -74,7 +73,7 @@ def in_flight(runner_name, n, interval, timeout):
         os.chmod(tmp, 0o755)
         ctx = make_context(tmp, interval)
         runner = load_runner(ctx, plugin, "bench")
-        ids = [new_job(ctx.store, destination, "sleep 60")["id"] for _ in range(n)]
+        ids = [new_job(ctx.store, destination, "sleep 60").id for _ in range(n)]
         for job_id in ids:
             runner.submit(ctx.store.get_job(job_id), destination)
         # Count status calls only once all N are on the scheduler (submitted, not ended).
@@ -89,12 +88,12 @@ def in_flight(runner_name, n, interval, timeout):
         calls = runner.status_calls - calls_before
         states = {}
         for job_id in ids:
-            state = ctx.store.get_job(job_id)["state"]
+            state = ctx.store.get_job(job_id).state
             states[state] = states.get(state, 0) + 1
         # Two cores drain 200 jobs slowly; the measurement is done: cancel what is left.
         for job_id in ids:
             job = ctx.store.get_job(job_id)
-            if job["state"] not in models.TERMINAL and ctx.store.request_cancel(job_id):
+            if job.state not in TERMINAL and ctx.store.request_cancel(job_id):
                 runner.cancel(ctx.store.get_job(job_id))
         left = wait_done(ctx.store, ids, timeout)
         runner.shutdown()
@@ -115,11 +114,11 @@ def single_latency(runner_name, count, interval):
             job = new_job(ctx.store, destination)
             t0 = time.monotonic()
             runner.submit(job, destination)
-            wait_done(ctx.store, [job["id"]], 120)
+            wait_done(ctx.store, [job.id], 120)
             latencies.append(time.monotonic() - t0)
-            row = ctx.store.get_job(job["id"])
-            if row["state"] != models.OK:
-                print(f"  {runner_name}: single job ended {row['state']}: {row['info']}")
+            row = ctx.store.get_job(job.id)
+            if row.state != JobState.OK:
+                print(f"  {runner_name}: single job ended {row.state}: {row.info}")
         runner.shutdown()
     return statistics.median(latencies)
 

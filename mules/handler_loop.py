@@ -26,9 +26,11 @@ import threading
 import time
 from datetime import timedelta
 
-from muleteer import models
-from muleteer.store import utcnow
+from muleteer.job import Job, JobState
 from muleteer.job_files import JobFiles
+from muleteer.limits import Limits
+from muleteer.store import utcnow
+from mules.lifecycle import OUTPUT_SIZE, WALLTIME, Lifecycle
 from mules.runners import load_runner
 
 log = logging.getLogger(__name__)
@@ -63,18 +65,11 @@ class JobHandler:
         self.interval = ctx.config.job_handler_monitor_sleep
         self._next_adoption = 0.0
         self.runners: dict = {}
-        limits = ctx.job_conf.limits if ctx.job_conf else []
-        self.destination_limits = {l.id: l.value for l in limits
-                                   if l.type == "destination_total_concurrent_jobs" and l.id}
-        self.user_limits = {
-            "registered": next((l.value for l in limits
-                                if l.type == "registered_user_concurrent_jobs"), None),
-            "per_destination": {l.id: l.value for l in limits
-                                if l.type == "destination_user_concurrent_jobs" and l.id}}
-        if not (self.user_limits["registered"] or self.user_limits["per_destination"]):
-            self.user_limits = None
-        self.walltime = next((l.value for l in limits if l.type == "walltime"), None)
-        self.output_size = next((l.value for l in limits if l.type == "output_size"), None)
+        self.limits = Limits.from_job_conf(ctx.job_conf)
+        # Galaxy's max_grab: how many new jobs one sweep takes at most.
+        self.max_grab = (ctx.job_conf.max_grab if ctx.job_conf else None) or 200
+        self.walltime, self.output_size = self.limits.walltime, self.limits.output_size
+        self.lifecycle = Lifecycle(ctx, name)
         self.dispatcher = None  # set in a web worker: its failed sends go in the heartbeat
         self.last_sweep_seconds: float | None = None
         # Failure detection: since when (monotonic) my heartbeats have been written without
@@ -98,7 +93,7 @@ class JobHandler:
             if message:
                 self._guarded(self.on_message, message)
         for runner in self.runners.values():
-            runner.shutdown()
+            self._guarded(runner.shutdown)
 
     def _guarded(self, fn, *args):
         """An exception in one step is logged; it never ends the handler."""
@@ -116,13 +111,12 @@ class JobHandler:
         except ValueError:
             log.warning("handler %s: ignoring message %r (not a job id)", self.name, message[:80])
             return
-        job = self.store.claim_job(job_id, self.name, self.tags, self.destination_limits,
-                                   self.user_limits)
+        job = self.store.claim_job(job_id, self.name, self.tags, self.limits)
         if job:
             self.start(job)
             return
         job = self.store.get_job(job_id)
-        if job and job["state"] == models.DELETING and job["handler"] == self.name:
+        if job and job.state == JobState.DELETING and job.handler == self.name:
             self.stop(job)
 
     def sweep(self) -> None:
@@ -134,11 +128,10 @@ class JobHandler:
             self._next_adoption = time.monotonic() + max(
                 self.interval, self.ctx.config.handler_heartbeat_timeout / 4)
             self.adopt_orphans()
-        for job in self.store.claim_new(self.name, self.tags,
-                                        destination_limits=self.destination_limits,
-                                        user_limits=self.user_limits):
+        for job in self.store.claim_new(self.name, self.tags, limit=self.max_grab,
+                                        limits=self.limits):
             self.start(job)
-        for job in self.store.owned_jobs(self.name, states=(models.DELETING,)):
+        for job in self.store.owned_jobs(self.name, states=(JobState.DELETING,)):
             self.stop(job)
         if self.walltime or self.output_size:
             self.enforce_limits()
@@ -172,11 +165,11 @@ class JobHandler:
     def recover(self) -> None:
         """Jobs this handler owned when it last stopped: re-attach, restart or finish them."""
         for job in self.store.owned_jobs(self.name):
-            log.info("handler %s: recovering job %s (%s)", self.name, job["id"], job["state"])
+            log.info("handler %s: recovering job %s (%s)", self.name, job.id, job.state)
             try:
                 runner, destination = self.runner_for(job)
-                if job["state"] == models.DELETING and not job["external_id"]:
-                    runner.end(job, models.DELETED, "cancelled while its handler was down")
+                if job.state == JobState.DELETING and not job.external_id:
+                    self.lifecycle.cancelled(job, "cancelled while its handler was down")
                 else:
                     runner.recover(job, destination)
             except Exception as exc:
@@ -212,7 +205,7 @@ class JobHandler:
             return
         for job in self.store.adopt_orphans(self.name, self.tags, silent):
             log.warning("handler %s: adopted job %s (%s) from a silent handler",
-                        self.name, job["id"], job["state"])
+                        self.name, job.id, job.state)
             try:
                 runner, destination = self.runner_for(job)
                 runner.recover(job, destination)
@@ -222,44 +215,42 @@ class JobHandler:
     def enforce_limits(self) -> None:
         """walltime and output_size from <limits>, on my running jobs."""
         now = utcnow()
-        for job in self.store.owned_jobs(self.name, states=(models.RUNNING,)):
+        for job in self.store.owned_jobs(self.name, states=(JobState.RUNNING,)):
             runner, _ = self.runner_for(job)
-            if self.walltime and job["start_time"] and \
-                    (now - job["start_time"]).total_seconds() > self.walltime:
-                runner.stop_over_limit(job, "walltime_reached",
+            if self.walltime and job.start_time and \
+                    (now - job.start_time).total_seconds() > self.walltime:
+                runner.stop_over_limit(job, WALLTIME,
                                        f"walltime reached (limit {timedelta(seconds=self.walltime)})")
-            elif self.output_size and job["working_directory"] and \
-                    JobFiles(job["working_directory"]).size() > self.output_size:
-                runner.stop_over_limit(job, "output_size_reached",
+            elif self.output_size and job.working_directory and \
+                    JobFiles(job.working_directory).size() > self.output_size:
+                runner.stop_over_limit(job, OUTPUT_SIZE,
                                        f"output size over the limit of {self.output_size} bytes")
 
     # -- jobs -----------------------------------------------------------------------
-    def start(self, job: dict) -> None:
-        log.info("job %s queued: handler=%s destination=%s runner=%s", job["id"], self.name,
-                 job["destination_id"], job["runner"])
+    def start(self, job: Job) -> None:
+        log.info("job %s queued: handler=%s destination=%s runner=%s", job.id, self.name,
+                 job.destination_id, job.runner)
         try:
             runner, destination = self.runner_for(job)
             runner.submit(job, destination)
         except Exception as exc:
-            log.exception("job %s: could not be started", job["id"])
+            log.exception("job %s: could not be started", job.id)
             self._fail(job, f"could not be started: {exc}")
 
-    def stop(self, job: dict) -> None:
+    def stop(self, job: Job) -> None:
         try:
             runner, _ = self.runner_for(job)
             runner.cancel(job)
         except Exception as exc:
-            log.exception("job %s: could not be cancelled", job["id"])
-            self.store.transition(job["id"], models.DELETED, from_states=(models.DELETING,),
-                                  handler=self.name, lease=job["lease"],
-                                  info=f"cancelled; stopping it failed: {exc}")
+            log.exception("job %s: could not be cancelled", job.id)
+            self.lifecycle.cancelled(job, f"cancelled; stopping it failed: {exc}")
 
-    def runner_for(self, job: dict):
+    def runner_for(self, job: Job):
         job_conf = self.ctx.job_conf
         try:
-            destination = job_conf.resolve_destination(job["destination_id"])
+            destination = job_conf.resolve_destination(job.destination_id)
         except KeyError:
-            raise RuntimeError(f"destination {job['destination_id']!r} is no longer in "
+            raise RuntimeError(f"destination {job.destination_id!r} is no longer in "
                                f"{job_conf.path}") from None
         plugin = job_conf.plugins.get(destination.runner)
         if plugin is None:
@@ -268,7 +259,5 @@ class JobHandler:
             self.runners[plugin.id] = load_runner(self.ctx, plugin, self.name)
         return self.runners[plugin.id], destination
 
-    def _fail(self, job: dict, info: str) -> None:
-        self.store.transition(job["id"], models.ERROR,
-                              from_states=(models.QUEUED, models.RUNNING, models.DELETING),
-                              handler=self.name, lease=job["lease"], info=info)
+    def _fail(self, job: Job, info: str) -> None:
+        self.lifecycle.failed(job, info)

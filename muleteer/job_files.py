@@ -128,7 +128,7 @@ class JobFiles:
         """Write job.sh. `gated`: the script first waits for the handler's go on descriptor
         GATE_FD (the local runner's fence: a handler that lost the job never says go)."""
         lines = ["#!/bin/bash",
-                 f"# Muleteer job {job['id']}: tool {job['tool_id']} {job['tool_version']}"]
+                 f"# Muleteer job {job.id}: tool {job.tool_id} {job.tool_version}"]
         if gated:
             lines += [
                 "# Wait for the handler's go: it gives it only while it still holds the job.",
@@ -151,10 +151,10 @@ class JobFiles:
             else:
                 lines.append(f"export {item['name']}={shlex.quote(item['value'])}")
         lines += [
-            f"export MULETEER_JOB_ID={job['id']}",
+            f"export MULETEER_JOB_ID={job.id}",
             f"cd {shlex.quote(self.directory)} || exit 1",
             "(",
-            job["command_line"],
+            job.command_line,
             f") > {STDOUT} 2> {STDERR} < /dev/null",
             "rc=$?",
             f"echo $rc > {EXIT_CODE}.tmp && mv -f {EXIT_CODE}.tmp {EXIT_CODE}",

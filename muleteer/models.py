@@ -4,12 +4,7 @@ from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Index, Int
 
 metadata = MetaData()
 
-# Job states, as Galaxy names them. `deleting` is a cancel asked for but not yet done.
-NEW, QUEUED, RUNNING, OK, ERROR, DELETING, DELETED = (
-    "new", "queued", "running", "ok", "error", "deleting", "deleted")
-TERMINAL = (OK, ERROR, DELETED)
-ACTIVE = (NEW, QUEUED, RUNNING, DELETING)
-STATES = (NEW, QUEUED, RUNNING, OK, ERROR, DELETING, DELETED)
+# A job's states, and the moves between them, are muleteer.job.JobState/TRANSITIONS.
 
 job = Table(
     "job", metadata,
@@ -43,6 +38,8 @@ job = Table(
     Column("lease", Integer, nullable=False, default=0, server_default="0"),
     # The client's Idempotency-Key: a retried submission answers with the first job.
     Column("idempotency_key", String(255)),
+    # A resubmitted attempt is not claimed before this time (<resubmit delay=>, 0006).
+    Column("not_before", DateTime),
     Index("ix_job_state_handler_tag", "state", "handler_tag"),
     Index("ix_job_handler_state", "handler", "state"),
     Index("ix_job_tool_id", "tool_id"),
@@ -72,6 +69,10 @@ handler = Table(
     Column("messages_failed", Integer, nullable=False, default=0),
     Column("sweep_seconds", Float),
 )
+
+# An anonymous visitor (require_login: false) is a user of this email domain: the
+# anonymous_user_concurrent_jobs limit applies to them instead of the registered one.
+ANONYMOUS_EMAIL_DOMAIN = "@anonymous.invalid"
 
 # Galaxy's table name: `user` is a reserved word in PostgreSQL.
 galaxy_user = Table(

@@ -1,17 +1,17 @@
-"""What every runner shares: preparing a job's files and recording how it ended.
+"""What every runner shares: a job's directory and script, and reading how a job ended.
 
-A runner only decides how a job script is started, watched and stopped; the
-store transitions around that are the same for all of them and live here.
-Every write is made under the job's lease (see mules/handler_loop.py): a runner
-that lost a job to another handler changes nothing, on disk or in the store.
+A runner is a scheduler adapter: it starts, watches and stops job scripts, and reports
+what it saw to the job's lifecycle (mules/lifecycle.py), which alone changes states.
+Every action is made under the job's lease (see mules/handler_loop.py): a runner that
+lost a job to another handler touches none of its files.
 """
 from __future__ import annotations
 
 import logging
 
-from muleteer import models
+from muleteer.job import Job
 from muleteer.job_files import JobFiles, working_directory
-from mules.resubmit import matching_rule
+from mules.lifecycle import Lifecycle, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -26,139 +26,84 @@ class BaseRunner:
         self.store = ctx.store
         self.plugin = plugin
         self.handler_name = handler_name
+        self.lifecycle = Lifecycle(ctx, handler_name)
 
     # -- what a runner implements -------------------------------------------------
-    def submit(self, job: dict, destination) -> None:
+    def submit(self, job: Job, destination) -> None:
         raise NotImplementedError
 
-    def cancel(self, job: dict) -> None:
+    def cancel(self, job: Job) -> None:
         raise NotImplementedError
 
-    def recover(self, job: dict, destination) -> None:
+    def recover(self, job: Job, destination) -> None:
         raise NotImplementedError
 
-    def stop_over_limit(self, job: dict, reason: str, info: str) -> None:
-        """Stop a running job that broke a <limits> limit; it ends `error` (or is resubmitted)."""
+    def stop_over_limit(self, job: Job, reason: str, info: str) -> None:
+        """Stop a running job that broke a <limits> limit; report it ended for `reason`."""
         raise NotImplementedError
 
     def shutdown(self) -> None:
         pass
 
-    def tracked_jobs(self) -> list[dict]:
+    def tracked_jobs(self) -> list[Job]:
         """The jobs this runner keeps in memory (queued to start, or watched)."""
         return []
 
     def forget(self, job_id: int) -> None:
         """Stop tracking a job this handler lost (it is another handler's now)."""
 
+    # -- shared -------------------------------------------------------------------
     def drop_lost_jobs(self) -> None:
-        jobs = {j["id"]: j["lease"] for j in self.tracked_jobs()}
+        jobs = {j.id: j.lease for j in self.tracked_jobs()}
         held = self.store.held(self.handler_name, jobs)
         for job_id in set(jobs) - held:
             log.warning("job %s: handler %s lost it to another handler; dropping it",
                         job_id, self.handler_name)
             self.forget(job_id)
 
-    # -- shared -------------------------------------------------------------------
-    def files(self, job: dict) -> JobFiles:
-        return JobFiles(job.get("working_directory")
-                        or working_directory(self.ctx.config.job_working_directory, job["id"]))
+    def files(self, job: Job) -> JobFiles:
+        return self.lifecycle.files(job)
 
-    def check_lease(self, job: dict) -> None:
+    def check_lease(self, job: Job) -> None:
         """Raise LeaseLost unless this handler still holds the job (asked of the database)."""
-        if not self.store.holds(job["id"], job["lease"], self.handler_name):
-            raise LeaseLost(f"job {job['id']}: handler {self.handler_name} no longer holds "
-                            f"lease {job['lease']}")
+        if not self.store.holds(job.id, job.lease, self.handler_name):
+            raise LeaseLost(f"job {job.id}: handler {self.handler_name} no longer holds "
+                            f"lease {job.lease}")
 
-    def prepare(self, job: dict, destination, gated: bool = False) -> JobFiles:
+    def prepare(self, job: Job, destination, gated: bool = False) -> JobFiles:
         """A new job directory with the job script, made only while this handler holds the
         job. The directory is recorded before it is made, so a directory that exists but
         that the job never recorded was made by something else: the job fails."""
         self.check_lease(job)
-        files = JobFiles(working_directory(self.ctx.config.job_working_directory, job["id"]))
-        if job.get("working_directory") == files.directory:
+        files = JobFiles(working_directory(self.ctx.config.job_working_directory, job.id))
+        if job.working_directory == files.directory:
             # An earlier start of this job (a previous attempt, or a handler that stopped or
             # lost it before starting it) made it: keep it aside, start afresh.
             retired = files.retire("previous")
             if retired:
-                log.info("job %s: earlier job directory kept as %s", job["id"], retired)
-        elif not self.store.update_job(job["id"], lease=job["lease"],
+                log.info("job %s: earlier job directory kept as %s", job.id, retired)
+        elif not self.store.update_job(job.id, lease=job.lease,
                                        working_directory=files.directory):
-            raise LeaseLost(f"job {job['id']}: lost before its directory was made")
-        job["working_directory"] = files.directory
+            raise LeaseLost(f"job {job.id}: lost before its directory was made")
         files.create()
         files.write_script(job, destination, self.ctx.config, gated=gated)
         return files
 
-    def mark_running(self, job: dict, external_id: str | None = None) -> bool:
-        values = {"external_id": external_id} if external_id is not None else {}
-        row = self.store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,),
-                                    handler=self.handler_name, lease=job["lease"], **values)
-        if row:
-            log.info("job %s running: handler=%s destination=%s runner=%s external_id=%s",
-                     job["id"], self.handler_name, job["destination_id"], job["runner"], external_id)
-        return row is not None
-
-    def finish(self, job: dict, files: JobFiles, wait: float | None = None) -> dict | None:
-        """Record the end of a job from its exit-code file (waiting a bounded time for it)."""
+    def outcome(self, job: Job, files: JobFiles, wait: float | None = None) -> Outcome:
+        """How the job script ended, from its exit-code file (waited for a bounded time:
+        a shared filesystem shows it late; not when a cancel was asked for)."""
         code = files.exit_code()
-        if code is None:
-            current = self.store.get_job(job["id"], retry=True)
-            if current and current["state"] == models.DELETING:
-                return self.end(job, models.DELETED, "cancelled by request")
-            wait = self.ctx.config.exit_code_file_wait if wait is None else wait
-            code = files.exit_code(wait=wait)
-        if code is None:
-            if files.disk_full():
-                return self.end(job, models.ERROR, "the job ended without writing an exit code: "
-                                                    "the disk holding its job directory "
-                                                    f"({files.directory}) is full")
-            return self.end(job, models.ERROR, "the job ended without writing an exit code "
-                                                "(killed, or its node lost)")
-        missing = files.missing_outputs(self.ctx.tools.get(job["tool_id"]))
-        if code == 0 and missing:
-            return self.end(job, models.ERROR, f"output(s) not produced: {', '.join(missing)}",
-                            exit_code=code)
-        if code == 0:
-            return self.end(job, models.OK, None, exit_code=0)
-        return self.end(job, models.ERROR, f"exit code {code}", exit_code=code)
+        if code is None and not self.lifecycle.cancel_requested(job):
+            code = files.exit_code(wait=self.ctx.config.exit_code_file_wait if wait is None
+                                   else wait)
+        if code is not None:
+            return Outcome(code)
+        if files.disk_full():
+            return Outcome(None, detail="the job ended without writing an exit code: the disk "
+                                        f"holding its job directory ({files.directory}) is full")
+        return Outcome(None, detail="the job ended without writing an exit code "
+                                    "(killed, or its node lost)")
 
-    def end(self, job: dict, state: str, info: str | None, reason: str | None = None,
-            **values) -> dict | None:
-        """Record a job's end. A failure that one of the job's <resubmit> rules matches
-        (reason: walltime_reached, memory_limit_reached, or None for other failures) goes
-        back to `new` at the rule's destination instead."""
-        if state == models.ERROR and self._resubmitted(job, info, reason):
-            return None
-        row = self.store.transition(job["id"], state,
-                                    from_states=(models.QUEUED, models.RUNNING, models.DELETING),
-                                    handler=self.handler_name, lease=job["lease"], info=info,
-                                    **values)
-        if row:
-            log.info("job %s %s: handler=%s destination=%s runner=%s external_id=%s%s",
-                     job["id"], row["state"], self.handler_name, job["destination_id"],
-                     job["runner"], row["external_id"], f" ({info})" if info else "")
-        return row
-
-    def _resubmitted(self, job: dict, info: str | None, reason: str | None) -> bool:
-        current = self.store.get_job(job["id"], retry=True) or job
-        rule = matching_rule(current, reason)
-        if rule is None or current["state"] not in (models.QUEUED, models.RUNNING) \
-                or current["lease"] != job["lease"]:
-            return False
-        job_conf = self.ctx.job_conf
-        try:
-            destination = job_conf.resolve_destination(rule.get("destination") or current["destination_id"])
-        except KeyError:
-            log.warning("job %s: resubmit destination %r is no longer in job_conf.xml",
-                        job["id"], rule.get("destination"))
-            return False
-        why = reason or "failure"
-        row = self.store.resubmit(
-            job["id"], job["lease"], destination_id=destination.id, runner=destination.runner,
-            handler_tag=rule.get("handler") or current["handler_tag"], rules=destination.resubmit,
-            info=f"attempt {current['attempt']} failed ({why}: {info}); resubmitted to {destination.id}")
-        if row:
-            log.info("job %s resubmitted: attempt %s -> destination %s (%s)", job["id"],
-                     row["attempt"], destination.id, why)
-        return row is not None
+    def finish(self, job: Job, files: JobFiles, wait: float | None = None) -> Job | None:
+        """Report the end of a job whose script has exited (or vanished)."""
+        return self.lifecycle.ended(job, self.outcome(job, files, wait))

@@ -26,14 +26,31 @@ import threading
 import time
 from dataclasses import dataclass
 
-from muleteer import models
+from muleteer.job import JobState
 from muleteer.job_files import JobDirectoryError
+from muleteer.runner_spec import Param, param_values
+from mules.lifecycle import Outcome
 from mules.runners.base import BaseRunner, LeaseLost
 
 log = logging.getLogger(__name__)
 
 # Scheduler-neutral job states a runner's statuses() reports.
 PENDING, ACTIVE, FINISHED = "pending", "running", "finished"
+
+# Plugin params every cluster runner takes (each declares them in its RunnerSpec).
+CLUSTER_PARAMS = (
+    Param("submit_retries", int, 5, "submissions retried while the scheduler cannot be "
+          "reached (exponential backoff), before the job ends `error`", minimum=0),
+    Param("submit_retry_delay", float, 2.0, "seconds before the first retry; doubled each "
+          "time", minimum=0),
+    Param("vanished_after_checks", int, 3, "status calls that must miss a job (and find no "
+          "exit-code file) before it counts as vanished", minimum=1),
+    Param("exit_code_check_interval", float, 0.25, "seconds between looks for a job's "
+          "exit-code file (a stat, not a scheduler call); 0 = only at status calls", minimum=0),
+)
+# The destination param of every cluster runner (Galaxy's name, and its snake_case alias).
+NATIVE_SPECIFICATION = Param("nativeSpecification", str, "", "the scheduler's own submit "
+                             "options", aliases=("native_specification",))
 
 
 class SchedulerError(Exception):
@@ -56,13 +73,13 @@ class ClusterRunner(BaseRunner):
 
     def __init__(self, ctx, plugin, handler_name):
         super().__init__(ctx, plugin, handler_name)
-        params = plugin.params
-        self.submit_retries = int(params.get("submit_retries", 5))
-        self.retry_delay = float(params.get("submit_retry_delay", 2.0))
-        self.vanished_after = int(params.get("vanished_after_checks", 3))
+        params = param_values(CLUSTER_PARAMS, plugin.params)  # typed, checked at load
+        self.submit_retries = params["submit_retries"]
+        self.retry_delay = params["submit_retry_delay"]
+        self.vanished_after = params["vanished_after_checks"]
         # The exit-code file is the job's own word that it ended: looking for it is a stat,
         # not a scheduler call, so it is done more often than the status call (0 = never).
-        self.exit_code_check = float(params.get("exit_code_check_interval", 0.25))
+        self.exit_code_check = params["exit_code_check_interval"]
         self.status_calls = 0  # scheduler queries made by statuses(), for the benchmark
         self._watched: dict[int, dict] = {}  # job id -> job (with external_id)
         self._misses: dict[int, int] = {}
@@ -95,31 +112,31 @@ class ClusterRunner(BaseRunner):
 
     def cancel(self, job):
         with self._lock:
-            watched = self._watched.pop(job["id"], None)
-        external_id = (watched or job).get("external_id")
+            watched = self._watched.pop(job.id, None)
+        external_id = (watched or job).external_id
         if external_id:
             try:
                 self.kill(external_id)
             except SchedulerError as exc:
-                log.warning("job %s: %s could not kill %s: %s", job["id"], self.name, external_id, exc)
+                log.warning("job %s: %s could not kill %s: %s", job.id, self.name, external_id, exc)
         # Not yet submitted: the submit worker sees the cancel and does not submit it.
-        self.end(job, models.DELETED, f"cancelled; removed from {self.name}" if external_id
-                 else "cancelled before it was submitted")
+        self.lifecycle.cancelled(job, f"cancelled; removed from {self.name}" if external_id
+                                 else "cancelled before it was submitted")
 
     def stop_over_limit(self, job, reason, info):
         with self._lock:
-            watched = self._watched.pop(job["id"], None)
+            watched = self._watched.pop(job.id, None)
         if watched is None:
             return
         try:
-            self.kill(watched["external_id"])
+            self.kill(watched.external_id)
         except SchedulerError as exc:
-            log.warning("job %s: could not kill %s: %s", job["id"], watched["external_id"], exc)
-        self.end(job, models.ERROR, info, reason=reason)
+            log.warning("job %s: could not kill %s: %s", job.id, watched.external_id, exc)
+        self.lifecycle.failed(job, info, reason)
 
     def recover(self, job, destination):
-        if job.get("external_id"):
-            log.info("job %s: re-attached to %s job %s", job["id"], self.name, job["external_id"])
+        if job.external_id:
+            log.info("job %s: re-attached to %s job %s", job.id, self.name, job.external_id)
             self._watch(job)
         else:
             self.submit(job, destination)
@@ -152,17 +169,17 @@ class ClusterRunner(BaseRunner):
                 fn(job, *args)
             except LeaseLost as exc:
                 log.warning("%s; dropping it", exc)
-                self.forget(job["id"])
+                self.forget(job.id)
             except JobDirectoryError as exc:
-                log.error("job %s: %s", job["id"], exc)
-                self.end(job, models.ERROR, str(exc))
+                log.error("job %s: %s", job.id, exc)
+                self.lifecycle.failed(job, str(exc))
             except Exception as exc:  # one job's failure never stops the runner
-                log.exception("job %s: %s runner failed", job["id"], self.name)
-                self.end(job, models.ERROR, f"{self.name} runner error: {exc}")
+                log.exception("job %s: %s runner failed", job.id, self.name)
+                self.lifecycle.failed(job, f"{self.name} runner error: {exc}")
 
     def _submit(self, job, destination, files=None):
-        current = self.store.get_job(job["id"], retry=True)
-        if current is None or current["state"] != models.QUEUED:
+        current = self.store.get_job(job.id, retry=True)
+        if current is None or current.state != JobState.QUEUED:
             return  # cancelled (or taken care of) while it waited
         if files is None:
             files = self.prepare(job, destination)
@@ -173,41 +190,41 @@ class ClusterRunner(BaseRunner):
         except SchedulerError as exc:
             self._submit_failed(job, destination, exc, files)
             return
-        self._attempts.pop(job["id"], None)
-        if not self.store.update_job(job["id"], lease=job["lease"], external_id=external_id,
-                                     info=f"submitted to {self.name} as {external_id}"):
+        self._attempts.pop(job.id, None)
+        if not self.lifecycle.submitted(job, external_id,
+                                        f"submitted to {self.name} as {external_id}"):
             log.warning("job %s: handler %s lost it while submitting it; killing %s job %s",
-                        job["id"], self.handler_name, self.name, external_id)
+                        job.id, self.handler_name, self.name, external_id)
             try:
                 self.kill(external_id)
             except SchedulerError as exc:
-                log.warning("job %s: could not kill %s: %s", job["id"], external_id, exc)
+                log.warning("job %s: could not kill %s: %s", job.id, external_id, exc)
             return
-        job["external_id"] = external_id
+        job = job.with_(external_id=external_id)
         log.info("job %s submitted: handler=%s destination=%s runner=%s external_id=%s",
-                 job["id"], self.handler_name, job["destination_id"], self.name, external_id)
-        if self.store.get_job(job["id"], retry=True)["state"] == models.DELETING:
+                 job.id, self.handler_name, job.destination_id, self.name, external_id)
+        if self.lifecycle.cancel_requested(job):
             self.cancel(job)  # cancelled while we were submitting it
             return
         self._watch(job)
 
     def _submit_failed(self, job, destination, exc: SchedulerError, files):
-        attempt = self._attempts.get(job["id"], 0) + 1
+        attempt = self._attempts.get(job.id, 0) + 1
         if not exc.transient:
-            self._attempts.pop(job["id"], None)
-            self.end(job, models.ERROR, f"{self.name} refused the job: {exc}")
+            self._attempts.pop(job.id, None)
+            self.lifecycle.failed(job, f"{self.name} refused the job: {exc}")
             return
         if attempt > self.submit_retries:
-            self._attempts.pop(job["id"], None)
-            self.end(job, models.ERROR, f"gave up after {self.submit_retries} retries: "
-                                        f"{self.name} unavailable: {exc}")
+            self._attempts.pop(job.id, None)
+            self.lifecycle.failed(job, f"gave up after {self.submit_retries} retries: "
+                                       f"{self.name} unavailable: {exc}")
             return
-        self._attempts[job["id"]] = attempt
+        self._attempts[job.id] = attempt
         delay = min(self.retry_delay * 2 ** (attempt - 1), 300.0)
         info = (f"{self.name} unavailable: {exc}; retry {attempt} of {self.submit_retries} "
                 f"in {delay:.0f} s")
-        log.warning("job %s: %s", job["id"], info)
-        self.store.update_job(job["id"], lease=job["lease"], info=info)
+        log.warning("job %s: %s", job.id, info)
+        self.lifecycle.note(job, info)
         timer = threading.Timer(delay, self._queue.put, ((self._submit, job, destination, files),))
         timer.daemon = True
         timer.start()
@@ -215,7 +232,7 @@ class ClusterRunner(BaseRunner):
     # -- monitoring ---------------------------------------------------------------------
     def _watch(self, job):
         with self._lock:
-            self._watched[job["id"]] = job
+            self._watched[job.id] = job
 
     def _monitor(self):
         interval = self.ctx.config.job_runner_monitor_sleep
@@ -246,50 +263,54 @@ class ClusterRunner(BaseRunner):
         if not jobs:
             return
         try:
-            found = self.statuses([j["external_id"] for j in jobs])
+            found = self.statuses([j.external_id for j in jobs])
         except SchedulerError as exc:
             log.warning("%s status check failed (will retry): %s", self.name, exc)
             return
         for job in jobs:
-            status = found.get(job["external_id"])
+            status = found.get(job.external_id)
             if status is None:
                 self._missing(job)
-            elif status.state == ACTIVE and job["state"] == models.QUEUED:
-                if self.mark_running(job, job["external_id"]):
-                    job["state"] = models.RUNNING
+            elif status.state == ACTIVE and job.state == JobState.QUEUED:
+                started = self.lifecycle.started(job, job.external_id)
+                if started:
+                    with self._lock:
+                        if job.id in self._watched:
+                            self._watched[job.id] = started
             elif status.state == FINISHED:
                 self._done(job, status)
 
     def _missing(self, job):
         """The scheduler no longer knows the job (it finished long ago, or was lost)."""
-        misses = self._misses.get(job["id"], 0) + 1
-        self._misses[job["id"]] = misses
+        misses = self._misses.get(job.id, 0) + 1
+        self._misses[job.id] = misses
         if self.files(job).exit_code() is not None or misses >= self.vanished_after:
             self._done(job, Status(FINISHED, "no longer known to the scheduler"))
 
     def _done(self, job, status: Status):
         with self._lock:
-            if self._watched.pop(job["id"], None) is None:
+            if self._watched.pop(job.id, None) is None:
                 return
-        self._misses.pop(job["id"], None)
+        self._misses.pop(job.id, None)
         self._queue.put((self._finish, job, status))
 
     def _finish(self, job, status: Status):
         files = self.files(job)
-        if job["state"] == models.QUEUED:
-            self.mark_running(job, job["external_id"])  # it ran between two checks
+        if job.state == JobState.QUEUED:
+            job = self.lifecycle.started(job, job.external_id) or job  # it ran between checks
         code = files.exit_code(wait=0 if status.reason else self.ctx.config.exit_code_file_wait)
         if code is None and status.reason:
             explained = {"walltime_reached": "walltime reached",
                          "memory_limit_reached": "memory limit reached",
                          "cancelled": "cancelled outside Muleteer"}[status.reason]
-            self.end(job, models.ERROR, f"{explained} ({self.name}: {status.detail})",
-                     reason=status.reason)
+            self.lifecycle.ended(job, Outcome(None, status.reason,
+                                              f"{explained} ({self.name}: {status.detail})"))
             return
-        row = self.finish(job, files, wait=0)
-        if row and status.detail and row["state"] == models.ERROR and code is None:
-            self.store.update_job(job["id"], lease=job["lease"],
-                                  info=f"{row['info']} ({self.name}: {status.detail})")
+        outcome = self.outcome(job, files, wait=0)
+        if outcome.exit_code is None and status.detail:
+            outcome = Outcome(None, outcome.reason,
+                              f"{outcome.detail} ({self.name}: {status.detail})")
+        self.lifecycle.ended(job, outcome)
 
     # -- helpers for subclasses -----------------------------------------------------------
     def watched_count(self) -> int:

@@ -21,8 +21,9 @@ import queue
 import signal
 import threading
 
-from muleteer import models
+from muleteer.job import JobState
 from muleteer.job_files import GATE_FD, SCRIPT, JobDirectoryError
+from muleteer.runner_spec import RunnerSpec
 from mules.runners.base import BaseRunner, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 _RESET_SIGNALS = tuple(s for s in signal.valid_signals()
                        if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN)
 KILL_GRACE = 5.0
+
+# No params of its own: `workers` (the plugin's attribute) is how many jobs run at once.
+SPEC = RunnerSpec(type="local", url_form=(),  # local:///
+                  doc="processes of the handler's machine")
 
 
 class LocalRunner(BaseRunner):
@@ -51,14 +56,14 @@ class LocalRunner(BaseRunner):
         self._queue.put((job, destination))
 
     def cancel(self, job):
-        pid = self._pids.get(job["id"])
-        if pid is None and job["id"] in self._watched:
-            pid = self._watched[job["id"]][2]
+        pid = self._pids.get(job.id)
+        if pid is None and job.id in self._watched:
+            pid = self._watched[job.id][2]
         if pid is None:
             # Not started here (still in our queue, or never started): the worker that
             # dequeues it sees `deleting` and records `deleted`; nothing to kill.
-            if not job.get("external_id") and job["id"] not in self._queued_ids():
-                self.end(job, models.DELETED, "cancelled before it started")
+            if not job.external_id and job.id not in self._queued_ids():
+                self.lifecycle.cancelled(job, "cancelled before it started")
             return
         _kill_group(pid, signal.SIGTERM)
         timer = threading.Timer(KILL_GRACE, _kill_group, (pid, signal.SIGKILL))
@@ -66,25 +71,25 @@ class LocalRunner(BaseRunner):
         timer.start()
 
     def stop_over_limit(self, job, reason, info):
-        pid = self._pids.get(job["id"]) or (self._watched.get(job["id"]) or (None, None, None))[2]
+        pid = self._pids.get(job.id) or (self._watched.get(job.id) or (None, None, None))[2]
         if pid is None:
             return
-        self._over_limit[job["id"]] = (reason, info)
+        self._over_limit[job.id] = (reason, info)
         _kill_group(pid, signal.SIGTERM)
         timer = threading.Timer(KILL_GRACE, _kill_group, (pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
 
     def _ended(self, job, files):
-        over = self._over_limit.pop(job["id"], None)
+        over = self._over_limit.pop(job.id, None)
         if over:
-            self.end(job, models.ERROR, over[1], reason=over[0])
+            self.lifecycle.failed(job, over[1], over[0])
         else:
             self.finish(job, files)
 
     def recover(self, job, destination):
         files = self.files(job)
-        if job["state"] == models.QUEUED and not job.get("external_id"):
+        if job.state == JobState.QUEUED and not job.external_id:
             # Never marked running, so never given its go: a script still waiting at the
             # gate will exit when its pipe closes; end it now and start the job afresh.
             stale = _find_job_process(files.path(SCRIPT))
@@ -92,15 +97,15 @@ class LocalRunner(BaseRunner):
                 _kill_group(stale, signal.SIGKILL)
             self.submit(job, destination)
             return
-        pid = int(job["external_id"]) if job.get("external_id") else files.pid()
+        pid = int(job.external_id) if job.external_id else files.pid()
         if files.exit_code() is not None:
             self.finish(job, files, wait=0)
         elif pid and _is_job_process(pid, files.path(SCRIPT)):
-            log.info("job %s: re-attached to pid %s", job["id"], pid)
-            if job["state"] == models.QUEUED:
-                self.mark_running(job, str(pid))
+            log.info("job %s: re-attached to pid %s", job.id, pid)
+            if job.state == JobState.QUEUED:
+                job = self.lifecycle.started(job, str(pid)) or job
             with self._lock:
-                self._watched[job["id"]] = (job, files, pid)
+                self._watched[job.id] = (job, files, pid)
         else:
             self.finish(job, files, wait=self.ctx.config.exit_code_file_wait)
 
@@ -124,7 +129,7 @@ class LocalRunner(BaseRunner):
     # -- internals ----------------------------------------------------------------
     def _queued_ids(self):
         with self._queue.mutex:
-            return {item[0]["id"] for item in self._queue.queue if item}
+            return {item[0].id for item in self._queue.queue if item}
 
     def _work(self):
         while True:
@@ -137,21 +142,20 @@ class LocalRunner(BaseRunner):
             except LeaseLost as exc:
                 log.warning("%s; dropping it", exc)
             except JobDirectoryError as exc:
-                log.error("job %s: %s", job["id"], exc)
-                self.end(job, models.ERROR, str(exc))
+                log.error("job %s: %s", job.id, exc)
+                self.lifecycle.failed(job, str(exc))
             except Exception as exc:  # one job's failure never stops the runner
-                log.exception("job %s: local runner failed", job["id"])
-                self.end(job, models.ERROR, f"local runner error: {exc}")
+                log.exception("job %s: local runner failed", job.id)
+                self.lifecycle.failed(job, f"local runner error: {exc}")
             finally:
-                self._pids.pop(job["id"], None)
+                self._pids.pop(job.id, None)
 
     def _run(self, job, destination):
-        current = self.store.get_job(job["id"], retry=True)
-        if current is None or current["lease"] != job["lease"] \
-                or current["handler"] != self.handler_name:
-            raise LeaseLost(f"job {job['id']}: handler {self.handler_name} no longer holds it")
-        if current["state"] == models.DELETING:
-            self.end(job, models.DELETED, "cancelled before it started")
+        current = self.store.get_job(job.id, retry=True)
+        if current is None or current.lease != job.lease or current.handler != self.handler_name:
+            raise LeaseLost(f"job {job.id}: handler {self.handler_name} no longer holds it")
+        if current.state == JobState.DELETING:
+            self.lifecycle.cancelled(job, "cancelled before it started")
             return
         files = self.prepare(job, destination, gated=True)
         script = files.path(SCRIPT)
@@ -173,9 +177,9 @@ class LocalRunner(BaseRunner):
         finally:
             os.close(log_fd)
             os.close(gate_read)
-        self._pids[job["id"]] = pid
+        self._pids[job.id] = pid
         try:
-            started = self.mark_running(job, str(pid))
+            started = self.lifecycle.started(job, str(pid))
             if started:
                 os.write(gate_write, b"go\n")
         finally:
@@ -184,16 +188,16 @@ class LocalRunner(BaseRunner):
         if not started:
             self._not_started(job)
             return
-        self._ended(job, files)
+        self._ended(started, files)
 
     def _not_started(self, job):
-        """mark_running refused: the job was cancelled meanwhile, or another handler holds it."""
-        current = self.store.get_job(job["id"], retry=True)
-        if current and current["lease"] == job["lease"] and current["state"] == models.DELETING:
-            self.end(job, models.DELETED, "cancelled before it started")
+        """Recording it running was refused: it was cancelled meanwhile, or it is another
+        handler's now."""
+        if self.lifecycle.cancel_requested(job):
+            self.lifecycle.cancelled(job, "cancelled before it started")
         else:
             log.warning("job %s: handler %s lost it before starting it; not started",
-                        job["id"], self.handler_name)
+                        job.id, self.handler_name)
 
     def _watch(self):
         """Poll the jobs re-attached after a restart (they are not our children)."""

@@ -97,11 +97,11 @@ def store(database_url):
 @pytest.fixture
 def make_job(store):
     """make_job(handler_tag="a", **overrides) -> the new job row."""
-    def _make(handler_tag: str = "default", **overrides) -> dict:
+    def _make(handler_tag: str = "default", **overrides):
         values = dict(tool_id="noop", tool_version="1.0.0", params={}, command_line="true",
                       handler_tag=handler_tag, destination_id="local", runner="local")
         values.update(overrides)
-        return store.create_job(**values)
+        return store.create_job(**values)[0]
     return _make
 
 
@@ -131,8 +131,9 @@ def local_ctx(tmp_path):
     """An AppContext whose database, job directories and tools all live in tmp_path."""
     from muleteer.config import load_config
     from muleteer.context import AppContext
-    from muleteer.job_conf import load_job_conf
+    from muleteer.job_config import load_job_conf
     from muleteer.store import JobStore
+    from mules.runners import RUNNER_SPECS
     from muleteer.tools import load_tools
 
     tool_dir = tmp_path / "tools"
@@ -153,7 +154,7 @@ def local_ctx(tmp_path):
     config = load_config(str(config_file))
     store = JobStore(config.database_connection)
     store.migrate()
-    ctx = AppContext(config=config, job_conf=load_job_conf(config.job_config_file),
+    ctx = AppContext(config=config, job_conf=load_job_conf(config.job_config_file, RUNNER_SPECS),
                      tools=load_tools(config.tool_path), store=store)
     yield ctx
     store.engine.dispose()
@@ -162,7 +163,7 @@ def local_ctx(tmp_path):
 @pytest.fixture
 def start_runner(local_ctx):
     """start_runner() -> a new LocalRunner on local_ctx; all are shut down at teardown."""
-    from muleteer.job_conf import Plugin
+    from muleteer.job_config import Plugin
     from mules.runners.local import LocalRunner
 
     runners = []
@@ -192,15 +193,15 @@ def process_groups():
 @pytest.fixture
 def new_job(local_ctx):
     """new_job(tool_id, params) -> a job claimed by HANDLER (state queued), not yet started."""
-    def _new(tool_id: str, params: dict | None = None) -> dict:
+    def _new(tool_id: str, params: dict | None = None):
         tool = local_ctx.tools[tool_id]
         values = tool.validate(params or {})
-        job = local_ctx.store.create_job(
+        job, _ = local_ctx.store.create_job(
             tool_id=tool.id, tool_version=tool.version, params=values,
             command_line=tool.command_line(values), handler_tag=HANDLER,
             destination_id="local", runner="local")
-        claimed = local_ctx.store.claim_job(job["id"], HANDLER, [HANDLER])
-        assert claimed and claimed["state"] == "queued"
+        claimed = local_ctx.store.claim_job(job.id, HANDLER, [HANDLER])
+        assert claimed and claimed.state == "queued"
         return claimed
     return _new
 
@@ -216,15 +217,15 @@ def run_job(local_ctx, new_job, process_groups):
 
     def _run(runner, tool_id: str, params: dict | None = None) -> dict:
         job = new_job(tool_id, params)
-        job_ids.append(job["id"])
+        job_ids.append(job.id)
         runner.submit(job, local_ctx.job_conf.resolve_destination("local"))
         return job
 
     yield _run
     for job_id in job_ids:
         row = local_ctx.store.get_job(job_id)
-        if row and row["external_id"]:
-            kill_group(int(row["external_id"]))
+        if row and row.external_id:
+            kill_group(int(row.external_id))
 
 
 @pytest.fixture
@@ -233,7 +234,7 @@ def wait_state(local_ctx):
     def _wait(job_id: int, *states: str, timeout: float = 10.0) -> dict:
         def reached():
             row = local_ctx.store.get_job(job_id)
-            return row if row["state"] in states else None
+            return row if row.state in states else None
         return wait_for(reached, timeout=timeout,
                         what=f"job {job_id} to reach {'/'.join(states)}")
     return _wait

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from muleteer import models
-from muleteer.job_conf import Destination, Plugin
+from muleteer.job import JobState
+from muleteer.job_config import Destination, Plugin
 from mules.runners.cluster import ACTIVE, FINISHED, PENDING, ClusterRunner, SchedulerError, Status
 
 
@@ -23,7 +23,7 @@ class FakeScheduler(ClusterRunner):
     def submit_script(self, job, files, destination):
         if self.submit_errors:
             raise self.submit_errors.pop(0)
-        external_id = f"x{job['id']}"
+        external_id = f"x{job.id}"
         self.submitted.append(external_id)
         self.states[external_id] = Status(PENDING, "PENDING")
         return external_id
@@ -57,7 +57,7 @@ def fake(local_ctx):
 
 def write_exit_code(local_ctx, job_id, code):
     job = local_ctx.store.get_job(job_id)
-    with open(os.path.join(job["working_directory"], "exit_code"), "w") as fh:
+    with open(os.path.join(job.working_directory, "exit_code"), "w") as fh:
         fh.write(f"{code}\n")
 
 
@@ -77,13 +77,13 @@ def test_queued_running_ok_from_the_exit_code_file(fake, local_ctx, new_job, wai
     job = new_job("noop")
     runner.submit(job, DESTINATION)
     wait_for(lambda: runner.watched_count() == 1, what="submission")
-    external_id = f"x{job['id']}"
+    external_id = f"x{job.id}"
     runner.states[external_id] = Status(ACTIVE, "RUNNING")
-    assert wait_state(job["id"], models.RUNNING)["external_id"] == external_id
-    write_exit_code(local_ctx, job["id"], 0)
+    assert wait_state(job.id, JobState.RUNNING).external_id == external_id
+    write_exit_code(local_ctx, job.id, 0)
     runner.states[external_id] = Status(FINISHED, "COMPLETED")
-    row = wait_state(job["id"], models.OK)
-    assert row["exit_code"] == 0
+    row = wait_state(job.id, JobState.OK)
+    assert row.exit_code == 0
 
 
 def test_a_scheduler_that_is_down_is_retried_then_the_job_runs(fake, local_ctx, new_job, wait_for):
@@ -91,11 +91,11 @@ def test_a_scheduler_that_is_down_is_retried_then_the_job_runs(fake, local_ctx, 
     runner.submit_errors = [SchedulerError("Unable to contact slurm controller", transient=True)] * 2
     job = new_job("noop")
     runner.submit(job, DESTINATION)
-    row = wait_for(lambda: (r := local_ctx.store.get_job(job["id"]))["external_id"] and r,
+    row = wait_for(lambda: (r := local_ctx.store.get_job(job.id)).external_id and r,
                    what="the third attempt to succeed and be recorded")
     assert runner.submitted
-    assert row["state"] == models.QUEUED and row["external_id"] == f"x{job['id']}"
-    assert "submitted to fake" in row["info"]
+    assert row.state == JobState.QUEUED and row.external_id == f"x{job.id}"
+    assert "submitted to fake" in row.info
 
 
 def test_the_reason_is_shown_while_retrying(fake, local_ctx, new_job, wait_for):
@@ -103,9 +103,9 @@ def test_the_reason_is_shown_while_retrying(fake, local_ctx, new_job, wait_for):
     runner.submit_errors = [SchedulerError("Unable to contact slurm controller", transient=True)]
     job = new_job("noop")
     runner.submit(job, DESTINATION)
-    row = wait_for(lambda: (r := local_ctx.store.get_job(job["id"]))["info"] and r, what="info")
-    assert row["state"] == models.QUEUED
-    assert "Unable to contact slurm controller" in row["info"] and "retry 1 of 5" in row["info"]
+    row = wait_for(lambda: (r := local_ctx.store.get_job(job.id)).info and r, what="info")
+    assert row.state == JobState.QUEUED
+    assert "Unable to contact slurm controller" in row.info and "retry 1 of 5" in row.info
 
 
 def test_giving_up_after_the_retries_is_a_clear_error(fake, local_ctx, new_job, wait_state):
@@ -113,8 +113,8 @@ def test_giving_up_after_the_retries_is_a_clear_error(fake, local_ctx, new_job, 
     runner.submit_errors = [SchedulerError("connection refused", transient=True)] * 3
     job = new_job("noop")
     runner.submit(job, DESTINATION)
-    row = wait_state(job["id"], models.ERROR)
-    assert "gave up after 2 retries" in row["info"] and "connection refused" in row["info"]
+    row = wait_state(job.id, JobState.ERROR)
+    assert "gave up after 2 retries" in row.info and "connection refused" in row.info
 
 
 def test_a_refusal_ends_the_job_at_once_with_the_schedulers_words(fake, new_job, wait_state):
@@ -122,8 +122,8 @@ def test_a_refusal_ends_the_job_at_once_with_the_schedulers_words(fake, new_job,
     runner.submit_errors = [SchedulerError("invalid partition specified: nosuch")]
     job = new_job("noop")
     runner.submit(job, DESTINATION)
-    row = wait_state(job["id"], models.ERROR)
-    assert row["info"] == "fake refused the job: invalid partition specified: nosuch"
+    row = wait_state(job.id, JobState.ERROR)
+    assert row.info == "fake refused the job: invalid partition specified: nosuch"
 
 
 def test_walltime_without_an_exit_code_is_reported_as_such(fake, new_job, wait_state, wait_for):
@@ -131,9 +131,9 @@ def test_walltime_without_an_exit_code_is_reported_as_such(fake, new_job, wait_s
     job = new_job("noop")
     runner.submit(job, DESTINATION)
     wait_for(lambda: runner.watched_count() == 1, what="submission")
-    runner.states[f"x{job['id']}"] = Status(FINISHED, "TIMEOUT (TimeLimit)", "walltime_reached")
-    row = wait_state(job["id"], models.ERROR)
-    assert row["info"] == "walltime reached (fake: TIMEOUT (TimeLimit))"
+    runner.states[f"x{job.id}"] = Status(FINISHED, "TIMEOUT (TimeLimit)", "walltime_reached")
+    row = wait_state(job.id, JobState.ERROR)
+    assert row.info == "walltime reached (fake: TIMEOUT (TimeLimit))"
 
 
 def test_a_job_the_scheduler_forgot_without_an_exit_code_ends_error(fake, new_job, wait_state,
@@ -142,9 +142,9 @@ def test_a_job_the_scheduler_forgot_without_an_exit_code_ends_error(fake, new_jo
     job = new_job("noop")
     runner.submit(job, DESTINATION)
     wait_for(lambda: runner.watched_count() == 1, what="submission")
-    del runner.states[f"x{job['id']}"]
-    row = wait_state(job["id"], models.ERROR)
-    assert "without writing an exit code" in row["info"]
+    del runner.states[f"x{job.id}"]
+    row = wait_state(job.id, JobState.ERROR)
+    assert "without writing an exit code" in row.info
 
 
 def test_cancel_kills_the_scheduler_job(fake, local_ctx, new_job, wait_for):
@@ -152,10 +152,10 @@ def test_cancel_kills_the_scheduler_job(fake, local_ctx, new_job, wait_for):
     job = new_job("noop")
     runner.submit(job, DESTINATION)
     wait_for(lambda: runner.watched_count() == 1, what="submission")
-    assert local_ctx.store.request_cancel(job["id"]) == models.DELETING
-    runner.cancel(local_ctx.store.get_job(job["id"]))
-    assert runner.killed == [f"x{job['id']}"]
-    assert local_ctx.store.get_job(job["id"])["state"] == models.DELETED
+    assert local_ctx.store.request_cancel(job.id) == JobState.DELETING
+    runner.cancel(local_ctx.store.get_job(job.id))
+    assert runner.killed == [f"x{job.id}"]
+    assert local_ctx.store.get_job(job.id).state == JobState.DELETED
     assert runner.watched_count() == 0
 
 
@@ -164,12 +164,12 @@ def test_recover_reattaches_by_external_id_and_never_resubmits(fake, local_ctx, 
     first = fake()
     job = new_job("noop")
     first.submit(job, DESTINATION)
-    wait_for(lambda: local_ctx.store.get_job(job["id"])["external_id"], what="the external id")
+    wait_for(lambda: local_ctx.store.get_job(job.id).external_id, what="the external id")
     first.shutdown()
     second = fake()
     second.states = dict(first.states)
-    second.recover(local_ctx.store.get_job(job["id"]), DESTINATION)
-    write_exit_code(local_ctx, job["id"], 0)
-    second.states[f"x{job['id']}"] = Status(FINISHED, "COMPLETED")
-    assert wait_state(job["id"], models.OK)["external_id"] == f"x{job['id']}"
+    second.recover(local_ctx.store.get_job(job.id), DESTINATION)
+    write_exit_code(local_ctx, job.id, 0)
+    second.states[f"x{job.id}"] = Status(FINISHED, "COMPLETED")
+    assert wait_state(job.id, JobState.OK).external_id == f"x{job.id}"
     assert second.submitted == []

@@ -4,7 +4,7 @@ nothing, and records nothing; and a handler is declared silent only by observers
 write their own heartbeats the whole time."""
 import os
 
-from muleteer import models
+from muleteer.job import JobState
 from mules.handler_loop import JobHandler, QueueInbox
 from muleteer.job_files import JobDirectoryError, JobFiles, working_directory
 
@@ -27,38 +27,39 @@ def test_a_job_lost_before_its_start_is_never_started(local_ctx, start_runner, n
     runner.shutdown()
     for thread in runner._threads:
         thread.join(timeout=10)
-    row = local_ctx.store.get_job(job["id"])
-    assert (row["state"], row["handler"], row["working_directory"]) == \
-        (models.QUEUED, "other-handler", None)
-    assert not os.path.exists(working_directory(local_ctx.config.job_working_directory, job["id"]))
+    row = local_ctx.store.get_job(job.id)
+    assert (row.state, row.handler, row.working_directory) == \
+        (JobState.QUEUED, "other-handler", None)
+    assert not os.path.exists(working_directory(local_ctx.config.job_working_directory, job.id))
 
 
 def test_a_job_lost_between_spawn_and_go_never_runs_its_tool(local_ctx, start_runner, new_job,
                                                             tmp_path, monkeypatch, wait_for):
     """The pause between starting the script and recording it running: the script waits at
-    its gate, the old holder's mark_running is refused, the pipe closes, the tool never runs."""
+    its gate, the old holder's report that it started is refused, the pipe closes, the tool
+    never runs."""
     marker = tmp_path / "ran"
     job = new_job("cat_lines", {"text": "x"})
     runner = start_runner(workers=1)
-    real_mark_running = runner.mark_running
+    real_started = runner.lifecycle.started
     seen = {}
 
     def paused_then_adopted(job, external_id=None):
         seen["adopted"] = adopt(local_ctx.store, job)
-        return real_mark_running(job, external_id)
+        return real_started(job, external_id)
 
-    monkeypatch.setattr(runner, "mark_running", paused_then_adopted)
+    monkeypatch.setattr(runner.lifecycle, "started", paused_then_adopted)
     # The tool would leave a marker: it must never get that far.
-    job["command_line"] = f"touch {marker}"
+    job = job.with_(command_line=f"touch {marker}")
     runner.submit(job, local_ctx.job_conf.resolve_destination("local"))
     wait_for(lambda: "adopted" in seen, what="the script to be started")
     runner.shutdown()
     for thread in runner._threads:
         thread.join(timeout=10)
     assert not marker.exists()
-    row = local_ctx.store.get_job(job["id"])
-    assert (row["state"], row["handler"], row["external_id"]) == \
-        (models.QUEUED, "other-handler", None)
+    row = local_ctx.store.get_job(job.id)
+    assert (row.state, row.handler, row.external_id) == \
+        (JobState.QUEUED, "other-handler", None)
 
 
 def test_the_new_holder_starts_afresh_in_a_new_directory(local_ctx, start_runner, new_job,
@@ -66,15 +67,15 @@ def test_the_new_holder_starts_afresh_in_a_new_directory(local_ctx, start_runner
     """A job claimed and half started by a handler that then lost it: the adopter keeps the
     old directory aside and runs the job once, in a directory of its own."""
     job = new_job("cat_lines", {"text": "once"})
-    files = JobFiles(working_directory(local_ctx.config.job_working_directory, job["id"]))
-    local_ctx.store.update_job(job["id"], working_directory=files.directory)
+    files = JobFiles(working_directory(local_ctx.config.job_working_directory, job.id))
+    local_ctx.store.update_job(job.id, working_directory=files.directory)
     files.create()
     adopted = adopt(local_ctx.store, job, by=HANDLER + "-2")
     runner = start_runner()
     runner.handler_name = HANDLER + "-2"
     runner.recover(adopted, local_ctx.job_conf.resolve_destination("local"))
-    row = wait_state(job["id"], models.OK, models.ERROR)
-    assert row["state"] == models.OK, row["info"]
+    row = wait_state(job.id, JobState.OK, JobState.ERROR)
+    assert row.state == JobState.OK, row.info
     assert os.path.isdir(files.directory + ".previous")
     assert files.tail("stdout", 100) == "once\n"
 
@@ -86,10 +87,10 @@ def test_a_directory_that_already_exists_fails_the_job(local_ctx, start_runner, 
     os.makedirs(planted)
     os.symlink("/etc/passwd", os.path.join(planted, "stdout"))
     job = run_job(start_runner(), "cat_lines", {"text": "x"})
-    assert job["id"] == next_id
-    row = wait_state(job["id"], models.OK, models.ERROR)
-    assert row["state"] == models.ERROR
-    assert "already exists" in row["info"] and planted in row["info"]
+    assert job.id == next_id
+    row = wait_state(job.id, JobState.OK, JobState.ERROR)
+    assert row.state == JobState.ERROR
+    assert "already exists" in row.info and planted in row.info
     assert os.readlink(os.path.join(planted, "stdout")) == "/etc/passwd"
 
 

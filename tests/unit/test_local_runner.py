@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from muleteer import models
+from muleteer.job import JobState
 from muleteer.job_files import SCRIPT, STDERR, STDOUT, JobFiles, working_directory
 from mules.runners import local
 
@@ -14,7 +14,7 @@ GROUP_GONE_TIMEOUT = 10.0  # orphans are reaped by pid 1, which can take a coupl
 
 
 def job_files(ctx, job_id) -> JobFiles:
-    return JobFiles(ctx.store.get_job(job_id)["working_directory"])
+    return JobFiles(ctx.store.get_job(job_id).working_directory)
 
 
 def read(files: JobFiles, name: str) -> str:
@@ -24,50 +24,50 @@ def read(files: JobFiles, name: str) -> str:
 
 def test_cat_lines_ends_ok(local_ctx, start_runner, run_job, wait_state):
     job = run_job(start_runner(), "cat_lines", {"text": "hello world", "times": 3})
-    row = wait_state(job["id"], models.OK, models.ERROR)
-    assert row["state"] == models.OK, row["info"]
-    assert row["exit_code"] == 0 and row["info"] is None
-    assert row["working_directory"] == working_directory(
-        local_ctx.config.job_working_directory, job["id"])
-    assert int(row["external_id"]) > 0
-    files = job_files(local_ctx, job["id"])
+    row = wait_state(job.id, JobState.OK, JobState.ERROR)
+    assert row.state == JobState.OK, row.info
+    assert row.exit_code == 0 and row.info is None
+    assert row.working_directory == working_directory(
+        local_ctx.config.job_working_directory, job.id)
+    assert int(row.external_id) > 0
+    files = job_files(local_ctx, job.id)
     assert read(files, STDOUT) == "hello world\n" * 3
     assert read(files, STDERR) == ""
     assert files.exit_code() == 0
-    assert [h["state"] for h in local_ctx.store.history(job["id"])] == [
-        models.NEW, models.QUEUED, models.RUNNING, models.OK]
+    assert [h["state"] for h in local_ctx.store.history(job.id)] == [
+        JobState.NEW, JobState.QUEUED, JobState.RUNNING, JobState.OK]
 
 
 def test_job_with_an_output_file(local_ctx, start_runner, run_job, wait_state):
     job = run_job(start_runner(), "sort_lines", {"text": "b\nc\na", "reverse": True})
-    row = wait_state(job["id"], models.OK, models.ERROR)
-    assert row["state"] == models.OK, row["info"]
-    assert read(job_files(local_ctx, job["id"]), "outputs/sorted.txt") == "c\nb\na\n"
+    row = wait_state(job.id, JobState.OK, JobState.ERROR)
+    assert row.state == JobState.OK, row.info
+    assert read(job_files(local_ctx, job.id), "outputs/sorted.txt") == "c\nb\na\n"
 
 
 def test_fail_ends_error_with_its_exit_code(local_ctx, start_runner, run_job, wait_state):
     job = run_job(start_runner(), "fail", {"message": "it broke", "exit_code": 3})
-    row = wait_state(job["id"], models.OK, models.ERROR)
-    assert row["state"] == models.ERROR
-    assert row["exit_code"] == 3 and row["info"] == "exit code 3"
-    assert read(job_files(local_ctx, job["id"]), STDERR) == "it broke\n"
+    row = wait_state(job.id, JobState.OK, JobState.ERROR)
+    assert row.state == JobState.ERROR
+    assert row.exit_code == 3 and row.info == "exit code 3"
+    assert read(job_files(local_ctx, job.id), STDERR) == "it broke\n"
 
 
 def test_job_environment(local_ctx, start_runner, run_job, wait_state):
     job = run_job(start_runner(), "environment")
-    row = wait_state(job["id"], models.OK, models.ERROR)
-    assert row["state"] == models.OK, row["info"]
-    job_id, tmpdir, cwd = read(job_files(local_ctx, job["id"]), STDOUT).splitlines()
-    assert job_id == str(job["id"])
+    row = wait_state(job.id, JobState.OK, JobState.ERROR)
+    assert row.state == JobState.OK, row.info
+    job_id, tmpdir, cwd = read(job_files(local_ctx, job.id), STDOUT).splitlines()
+    assert job_id == str(job.id)
     assert tmpdir == local_ctx.config.new_file_path
-    assert cwd == row["working_directory"]
+    assert cwd == row.working_directory
 
 
 def wait_running(wait_for, ctx, job_id):
     """The job's row once it runs and its script has recorded its pid."""
     def started():
         row = ctx.store.get_job(job_id)
-        if row["state"] == models.RUNNING and JobFiles(row["working_directory"] or "/").pid():
+        if row.state == JobState.RUNNING and JobFiles(row.working_directory or "/").pid():
             return row
         return None
     return wait_for(started, what=f"job {job_id} to run")
@@ -78,17 +78,17 @@ def test_cancel_kills_the_whole_process_group(local_ctx, start_runner, run_job, 
     monkeypatch.setattr(local, "KILL_GRACE", 0.5)
     runner = start_runner()
     job = run_job(runner, "sleep", {"seconds": 30})
-    row = wait_running(wait_for, local_ctx, job["id"])
-    pgid = int(row["external_id"])
+    row = wait_running(wait_for, local_ctx, job.id)
+    pgid = int(row.external_id)
     assert os.getpgid(pgid) == pgid  # the job leads its own process group
-    assert job_files(local_ctx, job["id"]).pid() == pgid
+    assert job_files(local_ctx, job.id).pid() == pgid
 
-    assert local_ctx.store.request_cancel(job["id"]) == models.DELETING
-    runner.cancel(local_ctx.store.get_job(job["id"]))
-    row = wait_state(job["id"], models.DELETED, models.OK, models.ERROR)
-    assert row["state"] == models.DELETED
-    assert [h["state"] for h in local_ctx.store.history(job["id"])][-2:] == [
-        models.DELETING, models.DELETED]
+    assert local_ctx.store.request_cancel(job.id) == JobState.DELETING
+    runner.cancel(local_ctx.store.get_job(job.id))
+    row = wait_state(job.id, JobState.DELETED, JobState.OK, JobState.ERROR)
+    assert row.state == JobState.DELETED
+    assert [h["state"] for h in local_ctx.store.history(job.id)][-2:] == [
+        JobState.DELETING, JobState.DELETED]
     wait_for(lambda: not group_alive(pgid), timeout=GROUP_GONE_TIMEOUT,
              what=f"process group {pgid} to be gone")
     with pytest.raises(ProcessLookupError):
@@ -100,16 +100,16 @@ def test_cancel_kills_a_job_that_ignores_signals(local_ctx, start_runner, run_jo
     monkeypatch.setattr(local, "KILL_GRACE", 1.0)
     runner = start_runner()
     job = run_job(runner, "stubborn")
-    row = wait_running(wait_for, local_ctx, job["id"])
-    pgid = int(row["external_id"])
-    files = job_files(local_ctx, job["id"])
+    row = wait_running(wait_for, local_ctx, job.id)
+    pgid = int(row.external_id)
+    files = job_files(local_ctx, job.id)
     # The tool writes `ready` once its signals are ignored: its subshell's pid.
     stubborn_pid = int(wait_for(lambda: os.path.exists(files.path("ready"))
                                 and read(files, "ready").strip(), what="the tool to be ready"))
 
-    assert local_ctx.store.request_cancel(job["id"]) == models.DELETING
-    runner.cancel(local_ctx.store.get_job(job["id"]))
-    assert wait_state(job["id"], models.DELETED, models.OK, models.ERROR)["state"] == models.DELETED
+    assert local_ctx.store.request_cancel(job.id) == JobState.DELETING
+    runner.cancel(local_ctx.store.get_job(job.id))
+    assert wait_state(job.id, JobState.DELETED, JobState.OK, JobState.ERROR).state == JobState.DELETED
     # SIGTERM ended the job script, but the tool ignored it and still runs ...
     with open(f"/proc/{stubborn_pid}/stat") as fh:
         assert fh.read().rsplit(")", 1)[1].split()[0] != "Z"
@@ -121,24 +121,24 @@ def test_cancel_kills_a_job_that_ignores_signals(local_ctx, start_runner, run_jo
 def test_cancel_before_start_records_deleted(local_ctx, start_runner, new_job):
     runner = start_runner()
     job = new_job("sleep", {"seconds": 30})  # claimed, never submitted
-    assert local_ctx.store.request_cancel(job["id"]) == models.DELETING
-    runner.cancel(local_ctx.store.get_job(job["id"]))
-    row = local_ctx.store.get_job(job["id"])
-    assert row["state"] == models.DELETED and row["info"] == "cancelled before it started"
+    assert local_ctx.store.request_cancel(job.id) == JobState.DELETING
+    runner.cancel(local_ctx.store.get_job(job.id))
+    row = local_ctx.store.get_job(job.id)
+    assert row.state == JobState.DELETED and row.info == "cancelled before it started"
 
 
 def start_script_by_hand(ctx, job, process_groups) -> tuple[JobFiles, subprocess.Popen]:
     """What LocalRunner._run does before a handler restart: write the job script, start it in
     its own session, record the pid and mark the job running."""
-    files = JobFiles(working_directory(ctx.config.job_working_directory, job["id"]))
+    files = JobFiles(working_directory(ctx.config.job_working_directory, job.id))
     files.create()
     files.write_script(job, ctx.job_conf.resolve_destination("local"), ctx.config)
-    ctx.store.update_job(job["id"], working_directory=files.directory)
+    ctx.store.update_job(job.id, working_directory=files.directory)
     with open(files.path("job.log"), "w") as log:
         proc = subprocess.Popen(["/bin/bash", files.path(SCRIPT)], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True)
     process_groups.append(proc.pid)
-    ctx.store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,),
+    ctx.store.transition(job.id, JobState.RUNNING, from_states=(JobState.QUEUED,),
                          external_id=str(proc.pid))
     return files, proc
 
@@ -150,37 +150,37 @@ def test_recover_reattaches_to_a_running_job(local_ctx, start_runner, new_job, w
     try:
         wait_for(lambda: files.pid() == proc.pid, what="the script to record its pid")
         runner = start_runner()  # a new runner, as after a handler restart
-        runner.recover(local_ctx.store.get_job(job["id"]),
+        runner.recover(local_ctx.store.get_job(job.id),
                        local_ctx.job_conf.resolve_destination("local"))
-        assert local_ctx.store.get_job(job["id"])["state"] == models.RUNNING  # watched, not ended
-        row = wait_state(job["id"], models.OK, models.ERROR)
+        assert local_ctx.store.get_job(job.id).state == JobState.RUNNING  # watched, not ended
+        row = wait_state(job.id, JobState.OK, JobState.ERROR)
     finally:
         proc.wait(timeout=10)
-    assert row["state"] == models.OK, row["info"]
-    assert row["exit_code"] == 0 and row["external_id"] == str(proc.pid)
+    assert row.state == JobState.OK, row.info
+    assert row.exit_code == 0 and row.external_id == str(proc.pid)
     assert read(files, STDOUT) == "sleeping 1 s\ndone\n"
     # Re-attached, not started a second time.
-    assert [h["state"] for h in local_ctx.store.history(job["id"])].count(models.RUNNING) == 1
+    assert [h["state"] for h in local_ctx.store.history(job.id)].count(JobState.RUNNING) == 1
 
 
 def test_recover_of_a_job_that_vanished_without_exit_code(local_ctx, start_runner, new_job,
                                                           wait_state):
     job = new_job("sleep", {"seconds": 1})
-    files = JobFiles(working_directory(local_ctx.config.job_working_directory, job["id"]))
+    files = JobFiles(working_directory(local_ctx.config.job_working_directory, job.id))
     files.create()
     files.write_script(job, local_ctx.job_conf.resolve_destination("local"), local_ctx.config)
-    local_ctx.store.update_job(job["id"], working_directory=files.directory)
+    local_ctx.store.update_job(job.id, working_directory=files.directory)
     gone = subprocess.Popen(["true"])
     gone.wait(timeout=10)  # a pid that no longer runs this job's script
-    local_ctx.store.transition(job["id"], models.RUNNING, from_states=(models.QUEUED,),
+    local_ctx.store.transition(job.id, JobState.RUNNING, from_states=(JobState.QUEUED,),
                                external_id=str(gone.pid))
 
-    start_runner().recover(local_ctx.store.get_job(job["id"]),
+    start_runner().recover(local_ctx.store.get_job(job.id),
                            local_ctx.job_conf.resolve_destination("local"))
-    row = wait_state(job["id"], models.OK, models.ERROR, timeout=5)
-    assert row["state"] == models.ERROR
-    assert row["exit_code"] is None
-    assert "without writing an exit code" in row["info"]
+    row = wait_state(job.id, JobState.OK, JobState.ERROR, timeout=5)
+    assert row.state == JobState.ERROR
+    assert row.exit_code is None
+    assert "without writing an exit code" in row.info
 
 
 def test_recover_of_a_job_that_ended_while_nobody_watched(local_ctx, start_runner, new_job,
@@ -188,20 +188,20 @@ def test_recover_of_a_job_that_ended_while_nobody_watched(local_ctx, start_runne
     job = new_job("fail", {"exit_code": 7})
     files, proc = start_script_by_hand(local_ctx, job, process_groups)
     assert proc.wait(timeout=10) == 7
-    start_runner().recover(local_ctx.store.get_job(job["id"]),
+    start_runner().recover(local_ctx.store.get_job(job.id),
                            local_ctx.job_conf.resolve_destination("local"))
-    row = wait_state(job["id"], models.OK, models.ERROR, timeout=5)
-    assert (row["state"], row["exit_code"]) == (models.ERROR, 7)
+    row = wait_state(job.id, JobState.OK, JobState.ERROR, timeout=5)
+    assert (row.state, row.exit_code) == (JobState.ERROR, 7)
 
 
 def test_recover_starts_a_claimed_job_that_never_started(local_ctx, start_runner, new_job,
                                                          wait_state, process_groups):
     job = new_job("cat_lines", {"text": "late", "times": 1})
     start_runner().recover(job, local_ctx.job_conf.resolve_destination("local"))
-    row = wait_state(job["id"], models.OK, models.ERROR)
-    process_groups.append(int(row["external_id"]))
-    assert row["state"] == models.OK, row["info"]
-    assert read(job_files(local_ctx, job["id"]), STDOUT) == "late\n"
+    row = wait_state(job.id, JobState.OK, JobState.ERROR)
+    process_groups.append(int(row.external_id))
+    assert row.state == JobState.OK, row.info
+    assert read(job_files(local_ctx, job.id), STDOUT) == "late\n"
 
 
 def test_job_does_not_inherit_ignored_or_blocked_signals(local_ctx, start_runner, run_job,
@@ -220,12 +220,12 @@ def test_job_does_not_inherit_ignored_or_blocked_signals(local_ctx, start_runner
         starter.start()
         starter.join(timeout=10)
         job = run_job(runners[0], "signals")
-        row = wait_state(job["id"], models.OK, models.ERROR)
+        row = wait_state(job.id, JobState.OK, JobState.ERROR)
     finally:
         signal.signal(signal.SIGUSR1, previous)
-    assert row["state"] == models.OK, row["info"]
+    assert row.state == JobState.OK, row.info
     status = dict(line.split(":", 1)
-                  for line in read(job_files(local_ctx, job["id"]), STDOUT).splitlines())
+                  for line in read(job_files(local_ctx, job.id), STDOUT).splitlines())
     ignored, blocked = int(status["SigIgn"], 16), int(status["SigBlk"], 16)
     assert not ignored & (1 << (signal.SIGUSR1 - 1)), hex(ignored)
     assert not ignored & (1 << (signal.SIGPIPE - 1)), hex(ignored)  # Python ignores SIGPIPE
@@ -240,10 +240,10 @@ def test_a_job_that_fills_the_disk_says_so(local_ctx, start_runner, new_job, wai
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", jobs], check=True)
     try:
         job = new_job("cat_lines", {"text": "x"})
-        job["command_line"] = "head -c 4000000 /dev/zero > big"
+        job = job.with_(command_line="head -c 4000000 /dev/zero > big")
         start_runner().submit(job, local_ctx.job_conf.resolve_destination("local"))
-        row = wait_state(job["id"], models.OK, models.ERROR)
-        assert row["state"] == models.ERROR
-        assert "disk holding its job directory" in row["info"] and "is full" in row["info"], row["info"]
+        row = wait_state(job.id, JobState.OK, JobState.ERROR)
+        assert row.state == JobState.ERROR
+        assert "disk holding its job directory" in row.info and "is full" in row.info, row.info
     finally:
         subprocess.run(["umount", "-l", jobs], check=False)

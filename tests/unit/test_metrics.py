@@ -1,16 +1,16 @@
 """/metrics rendering on both databases (their date arithmetic differs)."""
-from muleteer import models
+from muleteer.job import JobState
 from app.metrics import render
 
 
 def test_metrics_from_the_store(store, make_job):
     done = make_job("t", destination_id="local")
-    store.claim_job(done["id"], "h", ["t"])
-    store.transition(done["id"], models.RUNNING, from_states=(models.QUEUED,))
-    store.transition(done["id"], models.OK, from_states=(models.RUNNING,), exit_code=0)
+    store.claim_job(done.id, "h", ["t"])
+    store.transition(done.id, JobState.RUNNING, from_states=(JobState.QUEUED,))
+    store.transition(done.id, JobState.OK, from_states=(JobState.RUNNING,), exit_code=0)
     lost = make_job("t", destination_id="slurm")
-    store.claim_job(lost["id"], "h", ["t"])
-    store.transition(lost["id"], models.ERROR, from_states=(models.QUEUED,), info="node lost")
+    store.claim_job(lost.id, "h", ["t"])
+    store.transition(lost.id, JobState.ERROR, from_states=(JobState.QUEUED,), info="node lost")
     make_job("t")
     store.heartbeat("main.web.1", ("main.web.1",), "web", messages_failed=3)
     text = render(store).decode()

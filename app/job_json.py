@@ -1,0 +1,22 @@
+"""The JSON shape of a job in the API (and the pages' live tables)."""
+from __future__ import annotations
+
+from muleteer.job import Job
+from muleteer.store import iso
+
+
+def job_json(job: Job, *, full: bool = False) -> dict:
+    d = {
+        "id": job.id, "tool_id": job.tool_id, "tool_version": job.tool_version,
+        "state": job.state.value, "handler": job.handler or job.handler_tag,
+        "handler_tag": job.handler_tag, "destination": job.destination_id,
+        "runner": job.runner, "external_id": job.external_id, "exit_code": job.exit_code,
+        "user_id": job.user_id, "attempt": job.attempt, "info": job.info,
+        "create_time": iso(job.create_time), "queued_time": iso(job.queued_time),
+        "start_time": iso(job.start_time), "end_time": iso(job.end_time),
+        "update_time": iso(job.update_time),
+    }
+    if full:
+        d["params"] = job.params
+        d["command_line"] = job.command_line
+    return d

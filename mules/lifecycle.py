@@ -1,0 +1,133 @@
+"""A job's lifecycle on the handler side: the one place where a handler changes a job's state.
+
+Runners are scheduler adapters: they start, watch and stop job scripts, and report what
+they saw (started with an external id; ended with an exit code, or without one and a
+reason). This module turns those reports into states: ok, error, deleted (a cancel
+asked for wins over the job's own end), or a new attempt when one of the job's
+<resubmit> rules matches the failure. Every write is made under the job's lease: a
+handler that lost the job to another records nothing.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from muleteer.job import Job, JobState
+from muleteer.job_files import JobFiles, working_directory
+from muleteer.resubmit import delay_seconds, matching_rule
+
+log = logging.getLogger(__name__)
+
+# Why a job ended without an exit code of its own (the names <resubmit> conditions use).
+WALLTIME = "walltime_reached"
+MEMORY = "memory_limit_reached"
+OUTPUT_SIZE = "output_size_reached"
+CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a runner saw at a job's end: its exit code, or None and why (reason) in words
+    (detail, e.g. the scheduler's own)."""
+    exit_code: int | None
+    reason: str | None = None
+    detail: str = ""
+
+
+class Lifecycle:
+    def __init__(self, ctx, handler_name: str):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.handler_name = handler_name
+
+    def files(self, job: Job) -> JobFiles:
+        return JobFiles(job.working_directory
+                        or working_directory(self.ctx.config.job_working_directory, job.id))
+
+    # -- what runners report ------------------------------------------------------------
+    def started(self, job: Job, external_id: str | None = None) -> Job | None:
+        """The job runs (queued -> running); None if it was cancelled or lost meanwhile."""
+        values = {"external_id": external_id} if external_id is not None else {}
+        row = self.store.transition(job.id, JobState.RUNNING, handler=self.handler_name,
+                                    lease=job.lease, **values)
+        if row:
+            log.info("job %s running: handler=%s destination=%s runner=%s external_id=%s",
+                     job.id, self.handler_name, job.destination_id, job.runner, external_id)
+        return row
+
+    def submitted(self, job: Job, external_id: str, info: str) -> bool:
+        """A scheduler took the job: its id, recorded while this handler holds the job."""
+        return self.store.update_job(job.id, lease=job.lease, external_id=external_id, info=info)
+
+    def note(self, job: Job, info: str) -> None:
+        """Why a job waits (e.g. the scheduler is down and its submission will be retried)."""
+        self.store.update_job(job.id, lease=job.lease, info=info)
+
+    def cancel_requested(self, job: Job) -> bool:
+        current = self.store.get_job(job.id, retry=True)
+        return bool(current and current.lease == job.lease and current.state == JobState.DELETING)
+
+    def ended(self, job: Job, outcome: Outcome) -> Job | None:
+        """Record a job's end from what its runner saw."""
+        if outcome.exit_code is None:
+            if self.cancel_requested(job):
+                return self.cancelled(job, "cancelled by request")
+            return self.failed(job, outcome.detail, outcome.reason)
+        if outcome.exit_code == 0:
+            missing = self.files(job).missing_outputs(self.ctx.tools.get(job.tool_id))
+            if missing:
+                return self.failed(job, f"output(s) not produced: {', '.join(missing)}",
+                                   exit_code=0)
+            return self._end(job, JobState.OK, None, exit_code=0)
+        return self.failed(job, f"exit code {outcome.exit_code}", exit_code=outcome.exit_code)
+
+    def failed(self, job: Job, info: str, reason: str | None = None, **values) -> Job | None:
+        """The job failed; a matching <resubmit> rule sends it back to `new` instead."""
+        if self._resubmitted(job, info, reason):
+            return None
+        return self._end(job, JobState.ERROR, info, **values)
+
+    def cancelled(self, job: Job, info: str) -> Job | None:
+        return self._end(job, JobState.DELETED, info)
+
+    # -- internals ----------------------------------------------------------------------
+    def _end(self, job: Job, state: JobState, info: str | None, **values) -> Job | None:
+        row = self.store.transition(job.id, state, handler=self.handler_name, lease=job.lease,
+                                    info=info, **values)
+        if row:
+            log.info("job %s %s: handler=%s destination=%s runner=%s external_id=%s%s",
+                     job.id, row.state, self.handler_name, job.destination_id, job.runner,
+                     row.external_id, f" ({info})" if info else "")
+        return row
+
+    def _resubmitted(self, job: Job, info: str | None, reason: str | None) -> bool:
+        current = self.store.get_job(job.id, retry=True) or job
+        if current.state not in (JobState.QUEUED, JobState.RUNNING) or current.lease != job.lease:
+            return False
+        rule = matching_rule(current, reason)
+        if rule is None:
+            return False
+        job_conf = self.ctx.job_conf
+        try:
+            destination = job_conf.resolve_destination(rule.get("destination")
+                                                       or current.destination_id)
+        except KeyError:
+            log.warning("job %s: resubmit destination %r is no longer in %s", job.id,
+                        rule.get("destination"), job_conf.path)
+            return False
+        why = reason or "failure"
+        try:
+            delay = delay_seconds(rule.get("delay"), current.attempt)
+        except ValueError as exc:
+            log.warning("job %s: %s; resubmitting at once", job.id, exc)
+            delay = 0.0
+        waits = f", not before {delay:g} s from now" if delay else ""
+        row = self.store.resubmit(
+            job.id, job.lease, destination_id=destination.id, runner=destination.runner,
+            handler_tag=rule.get("handler") or current.handler_tag, rules=destination.resubmit,
+            delay=delay, info=f"attempt {current.attempt} failed ({why}: {info}); "
+                              f"resubmitted to {destination.id}{waits}")
+        if row:
+            log.info("job %s resubmitted: attempt %s -> destination %s (%s)", job.id,
+                     row.attempt, destination.id, why)
+        return row is not None

@@ -1,0 +1,16 @@
+"""The job store: the single source of truth for jobs, their history and the handlers.
+
+One class, JobStore, made of one part per concern: the database (engine, migrations,
+retried writes), jobs (write, read, cancel, state changes), claims (who takes which job,
+adoption, resubmission) and heartbeats. Every read of a job returns a typed Job.
+"""
+from muleteer.store.claims import Claims
+from muleteer.store.database import Database, iso, utcnow
+from muleteer.store.handlers import Heartbeats
+from muleteer.store.jobs import JobRecords
+
+__all__ = ["JobStore", "iso", "utcnow"]
+
+
+class JobStore(Database, JobRecords, Claims, Heartbeats):
+    """The store of one database (SQLite or PostgreSQL)."""
