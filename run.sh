@@ -7,7 +7,9 @@
 #   ./run.sh --stop      stop the background server (by its pid file)
 #   ./run.sh --restart   reload the code without refusing a request or losing a job
 #   ./run.sh --status    is it running, and its handlers
+#   ./run.sh --reset-password EMAIL   a new password for a user (the first admin's, say)
 #
+# The first start prints the first admin's login as its last line, once the server answers.
 # MULETEER_CONFIG picks another galaxy.yml (default: ./galaxy.yml).
 set -euo pipefail
 # Everything created from here on (database/, the log, uWSGI's sockets and pid file, job
@@ -80,7 +82,45 @@ note_stale_pidfile() {
 prepare() {
     scripts/setup-venv requirements.txt
     mkdir -p database "$(dirname "$PIDFILE")" "$(dirname "$LOGFILE")"
-    "$VENV/bin/python" -m app.check "$MULETEER_CONFIG"
+    "$VENV/bin/python" -m check "$MULETEER_CONFIG"
+}
+
+# The first admin's login. The configuration check creates the first admin of a fresh
+# database before uWSGI starts (app/accounts.py, ensure_first_admin) and writes how to log
+# in to the private file MULETEER_FIRST_ADMIN_NOTE names, instead of printing it among
+# uWSGI's ~35 start-up lines; it is printed once the server answers (run.sh's last line)
+# and appended to the server's log.
+first_admin_note() {
+    mkdir -p "$(dirname "$PIDFILE")"
+    NOTE=$(mktemp "$(dirname "$PIDFILE")/first-admin.XXXXXX")
+    export MULETEER_FIRST_ADMIN_NOTE=$NOTE
+    trap 'rm -f "$NOTE"' EXIT
+}
+
+# Prints the first admin's login if this start made one, appends it to the log file $1 if
+# given, and removes the note.
+announce_first_admin() {
+    if [ -s "$NOTE" ]; then
+        cat "$NOTE"
+        if [ -n "${1:-}" ]; then cat "$NOTE" >> "$1"; fi
+    fi
+    rm -f "$NOTE"
+}
+
+# Foreground mode, detached from run.sh (so that the uWSGI master run.sh becomes never
+# reaps it): once the master (pid $1) answers, says where, then the first admin's login.
+announce_when_up() {
+    local master=$1
+    for _ in $(seq 1 240); do
+        kill -0 "$master" 2>/dev/null || break
+        if curl -fsS -o /dev/null "http://$ADDRESS/api/version" 2>/dev/null; then
+            sleep 1  # the mules' start-up lines come just after the first web worker's
+            echo "muleteer: serving on http://$ADDRESS (pid $master; Ctrl-C stops it)"
+            break
+        fi
+        sleep 0.5
+    done
+    announce_first_admin
 }
 
 wait_until_up() {
@@ -99,16 +139,22 @@ wait_until_up() {
 case "${1:-}" in
     ""|--foreground)
         if pid=$(running_pid); then echo "muleteer: already running (pid $pid)" >&2; exit 1; fi
+        first_admin_note
         prepare
+        unset MULETEER_FIRST_ADMIN_NOTE  # for the check only, not for uWSGI
+        ( announce_when_up $$ & )  # $$ is the uWSGI master after the exec
         exec "$VENV/bin/uwsgi" --yaml "$MULETEER_CONFIG"
         ;;
     --daemon)
         if pid=$(running_pid); then echo "muleteer: already running (pid $pid)"; exit 0; fi
+        first_admin_note
         prepare
-        # --daemonize2 detaches after the app loaded: a fresh install's first-admin
-        # message (how to log in) is printed here, on the terminal.
+        unset MULETEER_FIRST_ADMIN_NOTE
         "$VENV/bin/uwsgi" --yaml "$MULETEER_CONFIG" --daemonize2 "$LOGFILE"
-        wait_until_up daemon
+        status=0
+        wait_until_up daemon || status=$?
+        announce_first_admin "$LOGFILE"  # the last line, up or not: the login is not lost
+        exit "$status"
         ;;
     --stop)
         if ! pid=$(running_pid); then note_stale_pidfile; echo "muleteer: not running"; exit 0; fi
@@ -133,15 +179,22 @@ case "${1:-}" in
     --status)
         if pid=$(running_pid); then
             echo "muleteer: running (pid $pid) on http://$ADDRESS"
-            "$VENV/bin/python" -m app.check "$MULETEER_CONFIG" --handlers 2>/dev/null || true
+            "$VENV/bin/python" -m check "$MULETEER_CONFIG" --handlers 2>/dev/null || true
         else
             note_stale_pidfile; echo "muleteer: not running"; exit 3
         fi
         ;;
+    --reset-password)
+        # A new password for an existing user, printed once; their browser sessions end.
+        # (.venv/bin/python -m app.users set-password EMAIL --stdin reads one instead.)
+        if [ -z "${2:-}" ]; then echo "usage: $0 --reset-password EMAIL" >&2; exit 2; fi
+        if [ ! -x "$VENV/bin/python" ]; then echo "muleteer: no $VENV yet: run ./run.sh first" >&2; exit 1; fi
+        exec "$VENV/bin/python" -m app.users set-password "$2" --config "$MULETEER_CONFIG"
+        ;;
     -h|--help)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         ;;
     *)
-        echo "usage: $0 [--daemon | --stop | --restart | --status | --help]" >&2; exit 2
+        echo "usage: $0 [--daemon | --stop | --restart | --status | --reset-password EMAIL | --help]" >&2; exit 2
         ;;
 esac

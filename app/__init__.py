@@ -20,10 +20,14 @@ log = logging.getLogger(__name__)
 
 
 def create_app(config_file: str | None = None, ctx: AppContext | None = None,
-               on_worker_start=None) -> Flask:
+               on_worker_start=None, runner_specs=None) -> Flask:
     """The Flask app. `on_worker_start(ctx, dispatcher)` runs in each web worker once it
-    exists (wsgi.py passes the embedded job handler of mules/: main.web.N)."""
-    ctx = ctx or build_context(config_file or uwsgi_env.config_file())
+    exists (wsgi.py passes the embedded job handler of mules/: main.web.N). Without a ctx,
+    `runner_specs` (wsgi.py passes the runner registry's) are needed to build one."""
+    if ctx is None:
+        if runner_specs is None:
+            raise TypeError("create_app: give ctx, or runner_specs to build one")
+        ctx = build_context(config_file or uwsgi_env.config_file(), runner_specs=runner_specs)
     config = ctx.config
     app = Flask(__name__)
     app.url_map.converters["id"] = IdConverter
@@ -87,7 +91,11 @@ def _first_admin(accounts: Accounts, config) -> None:
 
 def _register_error_pages(app: Flask) -> None:
     def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+        # The API and /metrics are for programs: every error there is JSON, whatever the
+        # client accepts. Pages answer JSON only to a client that asks for it.
+        path = request.path
+        return (path == "/api" or path.startswith("/api/") or path == "/metrics"
+                or request.accept_mimetypes.best == "application/json")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

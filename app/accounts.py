@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from datetime import timedelta
 
@@ -9,7 +10,8 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from muleteer.models import api_key, galaxy_user, login_attempt, user_session
+from muleteer.models import (ANONYMOUS_EMAIL_DOMAIN, api_key, galaxy_user, login_attempt,
+                             user_session)
 from muleteer.store import utcnow
 
 # Compared against when the email is unknown, so that a wrong email and a wrong password
@@ -64,7 +66,7 @@ class Accounts:
             raise AccountError("email", "a user with this email exists") from None
         return row
 
-    ANONYMOUS_DOMAIN = "@anonymous.invalid"
+    ANONYMOUS_DOMAIN = ANONYMOUS_EMAIL_DOMAIN
 
     def create_anonymous(self) -> dict:
         return self.create_user(f"anonymous-{secrets.token_hex(8)}{self.ANONYMOUS_DOMAIN}",
@@ -88,6 +90,23 @@ class Accounts:
     def users(self) -> list[dict]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(galaxy_user).order_by(galaxy_user.c.id)).mappings()]
+
+    def set_password(self, email: str, password: str) -> dict:
+        """A new password for an existing user (`python -m app.users set-password`).
+        Their browser sessions end (a session opened with the old password opens nothing
+        any more) and failed logins for the email are forgotten; API keys stay."""
+        email = normalize_email(email)
+        if not isinstance(password, str) or len(password) < MIN_PASSWORD or len(password) > 1024:
+            raise AccountError("password", f"at least {MIN_PASSWORD} characters")
+        with self.engine.begin() as conn:
+            row = conn.execute(select(galaxy_user).where(galaxy_user.c.email == email)).mappings().first()
+            if row is None:
+                raise AccountError("email", f"no user {email}")
+            conn.execute(update(galaxy_user).where(galaxy_user.c.id == row["id"])
+                         .values(password_hash=generate_password_hash(password)))
+            conn.execute(delete(user_session).where(user_session.c.user_id == row["id"]))
+            conn.execute(delete(login_attempt).where(login_attempt.c.email == email))
+        return dict(row)
 
     def check_password(self, email: str, password: str) -> dict | None:
         with self.engine.connect() as conn:
@@ -191,11 +210,18 @@ class Accounts:
                     user_session.c.session_hash == _key_hash(session_id)))
 
 
-def ensure_first_admin(accounts: Accounts, config) -> str | None:
-    """A fresh install gets an admin; returns how to log in (shown once), or None.
+# run.sh names a private file here (0600, in the pid file's directory): the first admin's
+# login goes there instead of to the terminal at once, and run.sh prints it as its last
+# line once the server answers (after uWSGI's start-up banner), and appends it to the log.
+FIRST_ADMIN_NOTE = "MULETEER_FIRST_ADMIN_NOTE"
 
-    run.sh's configuration check (app.check) does this before uWSGI starts, so the message
-    reaches the terminal; create_app does it too for servers started some other way.
+
+def ensure_first_admin(accounts: Accounts, config) -> str | None:
+    """A fresh install gets an admin; returns how to log in (one line), or None.
+
+    run.sh's configuration check (python -m check) does this before uWSGI starts; create_app does
+    it too for servers started some other way (it logs the line). With MULETEER_FIRST_ADMIN_NOTE
+    set (by run.sh) the line is written to that file instead, and None is returned.
     """
     if accounts.count():
         return None
@@ -207,5 +233,71 @@ def ensure_first_admin(accounts: Accounts, config) -> str | None:
     except AccountError:
         return None  # another process starting at the same moment made it
     key = accounts.new_key(user["id"])
-    return (f"muleteer: created the first admin user. Log in as {email} with password {password}, "
-            f"or use the API key {key} (header x-api-key). Both are shown only this once.")
+    message = (f"muleteer: created the first admin user. Log in as {email} with password "
+               f"{password}, or use the API key {key} (header x-api-key). Missed it? "
+               f"./run.sh --reset-password {email} sets a new password.")
+    note = os.environ.get(FIRST_ADMIN_NOTE)
+    if note:
+        fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, (message + "\n").encode())
+        finally:
+            os.close(fd)
+        return None
+    return message
+
+
+# -- the command line ---------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """`python -m app.users set-password EMAIL [-c galaxy.yml] [--stdin]` (app/users.py)."""
+    import argparse
+    import sys
+
+    from muleteer.config import ConfigError, load_config
+    from muleteer.store import JobStore
+
+    parser = argparse.ArgumentParser(prog="python -m app.users",
+                                     description="Muleteer's users, from the server's account.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser(
+        "set-password", help="give an existing user (the first admin who missed the login "
+                             "run.sh printed, say) a new password, printed once")
+    command.add_argument("email")
+    command.add_argument("-c", "--config", help="galaxy.yml (default: $MULETEER_CONFIG, else ./galaxy.yml)")
+    command.add_argument("--stdin", action="store_true",
+                         help="read the new password from the first line of standard input "
+                              "instead of generating one")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"muleteer: configuration error: {exc}", file=sys.stderr)
+        return 1
+    os.umask(config.umask)
+    from sqlalchemy.engine import make_url
+    url = make_url(config.database_connection)
+    if url.get_backend_name() == "sqlite" and not os.path.exists(url.database or ""):
+        print(f"muleteer: no database at {url.database} ({config.config_file}): "
+              "./run.sh makes it, and the first admin, at its first start", file=sys.stderr)
+        return 1
+    # Not migrated here: every start of the server (its configuration check) does that.
+    accounts = Accounts(JobStore(config.database_connection, config.database_engine_options).engine,
+                        config.admin_users.split(","))
+    if args.stdin:
+        password, generated = sys.stdin.readline().rstrip("\r\n"), False
+    else:
+        password, generated = secrets.token_urlsafe(12), True
+    try:
+        user = accounts.set_password(args.email, password)
+    except AccountError as exc:
+        message = exc.message
+        if exc.field == "email":
+            admins = [u["email"] for u in accounts.users() if accounts.is_admin(u)]
+            message += f" (admins: {', '.join(admins) or 'none yet: ./run.sh makes the first'})"
+        print(f"muleteer: {message}", file=sys.stderr)
+        return 1
+    who = f"{user['email']}{' (admin)' if accounts.is_admin(user) else ''}"
+    said = f"new password {password}" if generated else "the password read from standard input"
+    print(f"muleteer: {who} now logs in with {said}; their browser sessions were ended.")
+    return 0
+

@@ -7,10 +7,11 @@ import os
 from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, url_for
 
 from app import submission
-from muleteer import models
+from muleteer.job import ACTIVE, JobState
 from app.accounts import AccountError
 from app.auth import accounts, current_owner, is_admin, unauthorized_json, visible_job
-from muleteer.store import iso, job_to_dict
+from app.job_json import job_json
+from muleteer.store import iso
 from muleteer.tools import ParamError
 from muleteer.job_files import STDERR, STDOUT, JobFiles
 
@@ -73,11 +74,28 @@ class _NonFinite:
         self.text = text
 
 
+def _body_bytes() -> bytes:
+    """The request body. A chunked one (`Transfer-Encoding: chunked`, no Content-Length
+    from the client) is read only behind nginx, which reads it whole and passes its length
+    as CONTENT_LENGTH (werkzeug, seeing `chunked`, would read nothing). uWSGI's own http
+    router passes no chunked body on (it drops it): 411, not a misleading "not JSON"."""
+    if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return request.get_data(cache=True)
+    from werkzeug.exceptions import RequestEntityTooLarge
+    declared = request.environ.get("CONTENT_LENGTH") or ""
+    if not (declared.isascii() and declared.isdigit()):
+        raise ApiError(411, "send the body with a Content-Length header (a chunked body "
+                            "is not accepted here)", "body")
+    if int(declared) > current_app.config["MAX_CONTENT_LENGTH"]:
+        raise RequestEntityTooLarge()
+    return request.environ["wsgi.input"].read(int(declared))
+
+
 def _json_body():
     """The request body parsed as JSON (any type: the caller checks it), or ApiError 400:
     malformed JSON, nesting deeper than MAX_JSON_DEPTH, or NaN/Infinity (named by where
     they are, e.g. params.ratio). Over max_request_body: 413, before any parsing."""
-    data = request.get_data(cache=True)
+    data = _body_bytes()
     try:
         value = json.loads(data, parse_constant=_NonFinite)
     except RecursionError:
@@ -165,28 +183,26 @@ def submit_job():
     except ParamError as exc:
         raise ApiError(400, str(exc), exc.field) from None
 
-    job = submission.submit(ctx, _dispatcher(), tool, values, current_owner()["id"],
-                            idempotency_key=idempotency_key)
-    if job["created"]:
-        response = jsonify(job_to_dict({**job, "handler": None, "external_id": None,
-                                        "exit_code": None, "info": None, "queued_time": None,
-                                        "start_time": None, "end_time": None}))
+    job, created = submission.submit(ctx, _dispatcher(), tool, values, current_owner()["id"],
+                                     idempotency_key=idempotency_key)
+    if created:
+        response = jsonify(job_json(job))
         response.status_code = 201
     else:
         # A retry of a submission already written (same user, same key, within 24 h): the
         # first job as it is now, and no second one.
-        response = jsonify(job_to_dict(job))
+        response = jsonify(job_json(job))
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = url_for("api.show_job", job_id=job["id"])
+    response.headers["Location"] = url_for("api.show_job", job_id=job.id)
     return response
 
 
 @api.get("/jobs")
 def list_jobs():
     state = request.args.get("state") or None
-    if state and state not in models.STATES:
-        raise ApiError(400, f"{state!r}: expected one of {', '.join(models.STATES)}", "state")
+    if state and state not in tuple(JobState):
+        raise ApiError(400, f"{state!r}: expected one of {', '.join(tuple(JobState))}", "state")
     limit = _int_arg("limit", 50, 1, 1000)
     offset = _int_arg("offset", 0, 0, 10**12)
     if g.user is None:
@@ -195,7 +211,7 @@ def list_jobs():
     rows, total = _ctx().store.list_jobs(state=state, tool_id=request.args.get("tool_id") or None,
                                          limit=limit, offset=offset,
                                          user_id=None if everyone else g.user["id"])
-    return jsonify({"jobs": [job_to_dict(r) for r in rows], "total": total,
+    return jsonify({"jobs": [job_json(r) for r in rows], "total": total,
                     "limit": limit, "offset": offset})
 
 
@@ -211,12 +227,12 @@ def _int_arg(name, default, low, high):
 @api.get("/jobs/<id:job_id>")
 def show_job(job_id):
     job = _job_or_404(job_id)
-    d = job_to_dict(job, full=True)
+    d = job_json(job, full=True)
     if not is_admin():
         d.pop("command_line")  # admins only: it shows paths of the server
     d["history"] = [{"state": h["state"], "handler": h["handler"], "info": h["info"],
                      "time": iso(h["create_time"])} for h in _ctx().store.history(job_id)]
-    tool = _ctx().tools.get(job["tool_id"])
+    tool = _ctx().tools.get(job.tool_id)
     d["outputs"] = [o.name for o in tool.outputs] if tool else []
     return jsonify(d)
 
@@ -242,13 +258,13 @@ def _job_text(job_id, name):
 @api.get("/jobs/<id:job_id>/outputs/<name>")
 def job_output(job_id, name):
     job = _job_or_404(job_id)
-    tool = _ctx().tools.get(job["tool_id"])
+    tool = _ctx().tools.get(job.tool_id)
     output = tool.output(name) if tool else None
     if output is None:
         raise ApiError(404, f"job {job_id} has no output {name!r}", "name")
     fh = _inside(job, output.relative_path())
     if fh is None:
-        raise ApiError(404, f"output {name!r} of job {job_id} does not exist (job state: {job['state']})")
+        raise ApiError(404, f"output {name!r} of job {job_id} does not exist (job state: {job.state})")
     return _send(job, output.relative_path(), fh, as_attachment=True)
 
 
@@ -263,7 +279,7 @@ def _send(job, relative: str, fh, mimetype: str | None = None, as_attachment: bo
     base = _ctx().config.nginx_x_accel_redirect_base
     if base:
         fh.close()
-        path = os.path.join(os.path.realpath(job["working_directory"]), relative)
+        path = os.path.join(os.path.realpath(job.working_directory), relative)
         response = Response(mimetype=mimetype or "application/octet-stream")
         response.headers["X-Accel-Redirect"] = base.rstrip("/") + path
         if as_attachment:
@@ -271,7 +287,7 @@ def _send(job, relative: str, fh, mimetype: str | None = None, as_attachment: bo
         return response
     response = send_file(fh, mimetype=mimetype, as_attachment=as_attachment,
                          download_name=name, max_age=0, conditional=False, etag=False)
-    if job["state"] not in models.ACTIVE:
+    if job.state not in ACTIVE:
         # An ended job's file no longer grows (a running job's stdout may grow while it is
         # sent: then no length, and the end of the body is the end of the connection).
         response.content_length = os.fstat(fh.fileno()).st_size
@@ -286,9 +302,9 @@ def _inside(job, relative: str):
     following any link; None if it is missing, a link (to anywhere), a FIFO, a device, or
     names a way out of the directory. The job controls its directory: nothing it put there
     is followed."""
-    if not job["working_directory"]:
+    if not job.working_directory:
         return None
-    return JobFiles(job["working_directory"]).open_regular(relative)
+    return JobFiles(job.working_directory).open_regular(relative)
 
 
 @api.delete("/jobs/<id:job_id>")
@@ -297,8 +313,8 @@ def cancel_job(job_id):
     job = _job_or_404(job_id)
     if submission.cancel(ctx, _dispatcher(), job) is None:
         job = ctx.store.get_job(job_id)
-        raise ApiError(409, f"job {job_id} has already ended ({job['state']}); nothing to cancel")
-    return jsonify(job_to_dict(ctx.store.get_job(job_id)))
+        raise ApiError(409, f"job {job_id} has already ended ({job.state}); nothing to cancel")
+    return jsonify(job_json(ctx.store.get_job(job_id)))
 
 
 # -- tools and handlers -------------------------------------------------------------

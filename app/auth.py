@@ -84,7 +84,7 @@ def visible_job(job_id: int) -> dict | None:
     """The job if the caller may see it (its owner, or an admin), else None: another
     user's job must look exactly like a missing one, so ids tell nothing about others."""
     job = current_app.extensions["muleteer"].store.get_job(job_id)
-    if job is None or not (is_admin() or (g.get("user") and job["user_id"] == g.user["id"])):
+    if job is None or not (is_admin() or (g.get("user") and job.user_id == g.user["id"])):
         return None
     return job
 

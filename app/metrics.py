@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import and_, case, func, select
 
-from muleteer import models
+from muleteer.job import JobState
 from muleteer.models import handler as handler_table
 from muleteer.models import job
 from muleteer.store import utcnow
@@ -43,7 +43,7 @@ class JobCollector:
                                    and_(job.c.end_time.is_not(None), job.c.start_time.is_not(None)))
             handlers = conn.execute(select(handler_table)).mappings().all()
             no_exit = conn.execute(select(job.c.destination_id, func.count())
-                                   .where(job.c.state == models.ERROR, job.c.exit_code.is_(None))
+                                   .where(job.c.state == JobState.ERROR, job.c.exit_code.is_(None))
                                    .group_by(job.c.destination_id)).all()
 
         jobs = GaugeMetricFamily("muleteer_jobs", "Jobs by state, handler and destination",

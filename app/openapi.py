@@ -1,5 +1,5 @@
 """The API's OpenAPI 3 description, served at /api/openapi.json (and fuzzed by the tests)."""
-from muleteer import models
+from muleteer.job import JobState
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JOB = {"$ref": "#/components/schemas/Job"}
@@ -55,7 +55,7 @@ def spec() -> dict:
                                                                  "header (send either, or both alike)"}}},
                 "Job": {"type": "object", "required": ["id", "tool_id", "state"], "properties": {
                     "id": {"type": "integer"}, "tool_id": {"type": "string"},
-                    "state": {"type": "string", "enum": list(models.STATES)},
+                    "state": {"type": "string", "enum": list(tuple(JobState))},
                     "handler": {"type": "string", "nullable": True},
                     "destination": {"type": "string"}, "runner": {"type": "string"},
                     "external_id": {"type": "string", "nullable": True},
@@ -84,7 +84,7 @@ def spec() -> dict:
                 "get": {"summary": "My jobs, newest first", "operationId": "listJobs",
                         "parameters": [
                             {"name": "state", "in": "query",
-                             "schema": {"type": "string", "enum": list(models.STATES)}},
+                             "schema": {"type": "string", "enum": list(tuple(JobState))}},
                             {"name": "tool_id", "in": "query", "schema": {"type": "string"}},
                             {"name": "limit", "in": "query",
                              "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},

@@ -5,7 +5,6 @@ tables and pages from the JSON API; every form carries a CSRF token.
 """
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -13,7 +12,7 @@ from flask import (Blueprint, abort, current_app, flash, g, redirect, render_tem
                    url_for)
 
 from app import submission
-from muleteer import models
+from muleteer.job import JobState
 from app.accounts import AccountError, normalize_email
 from app.auth import (accounts, admin_required, current_owner, end_session, is_admin,
                       login_required, start_session, visible_job)
@@ -32,7 +31,19 @@ def _ctx():
 @pages.app_context_processor
 def _template_globals():
     return {"current_user": g.get("user"), "user_is_admin": is_admin() if g.get("user") else False,
-            "states": models.STATES}
+            "states": tuple(JobState)}
+
+
+@pages.app_template_filter("when")
+def _when(value):
+    """A time (naive UTC, as the store keeps them) in the one format of every page,
+    "2026-11-29 14:03:07 UTC", as a <time>; app/static/muleteer.js (Muleteer.when) writes
+    the same for what the pages' scripts refresh."""
+    if value is None:
+        return ""
+    from markupsafe import Markup
+    return Markup('<time datetime="{}"><span>{}</span> <span>{} UTC</span></time>').format(
+        iso(value), value.strftime("%Y-%m-%d"), value.strftime("%H:%M:%S"))
 
 
 @pages.get("/metrics")
@@ -44,7 +55,7 @@ def metrics():
         if g.user is None:
             from app.auth import unauthorized_json
             return unauthorized_json()
-        abort(403)
+        abort(403, "admins only (or an address in metrics_allowed_addresses)")
     return render(_ctx().store), 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
 
 
@@ -119,10 +130,10 @@ def tool_form(tool_id):
         name = exc.field.split(".", 1)[-1]
         return render_template("tool_form.html", tool=tool, values=request.form,
                                errors={name: exc.message}), 400
-    job = submission.submit(_ctx(), current_app.extensions["muleteer.dispatcher"], tool, values,
-                            current_owner()["id"])
-    flash(f"Job {job['id']} submitted.")
-    return redirect(url_for("pages.job", job_id=job["id"]))
+    job, _ = submission.submit(_ctx(), current_app.extensions["muleteer.dispatcher"], tool,
+                               values, current_owner()["id"])
+    flash(f"Job {job.id} submitted.")
+    return redirect(url_for("pages.job", job_id=job.id))
 
 
 # -- jobs -------------------------------------------------------------------------------
@@ -144,27 +155,27 @@ def _visible_job(job_id: int) -> dict:
 @login_required
 def job(job_id):
     row = _visible_job(job_id)
-    tool = _ctx().tools.get(row["tool_id"])
+    tool = _ctx().tools.get(row.tool_id)
     outputs = []
-    if tool and row["working_directory"]:
-        files = JobFiles(row["working_directory"])
+    if tool and row.working_directory:
+        files = JobFiles(row.working_directory)
         for output in tool.outputs:
             outputs.append({"name": output.name, "label": output.label or output.name,
                             "size": files.regular_size(output.relative_path())})
-    owner = accounts().get(row["user_id"]) if row["user_id"] else None
+    owner = accounts().get(row.user_id) if row.user_id else None
     return render_template(
-        "job.html", job=row, tool=tool, params=json.loads(row["params"]), outputs=outputs,
+        "job.html", job=row, tool=tool, params=row.params, outputs=outputs,
         history=_ctx().store.history(job_id), iso=iso, owner=owner,
-        stdout=_tail(row, STDOUT), stderr=_tail(row, STDERR), active=row["state"] in models.ACTIVE)
+        stdout=_tail(row, STDOUT), stderr=_tail(row, STDERR), active=row.active)
 
 
 def _tail(job: dict, name: str) -> str:
     """The end of stdout or stderr; "" unless it is a regular file reached without following
     a link (the job may have put a link to a server file, or a FIFO, in its place)."""
-    if not job["working_directory"]:
+    if not job.working_directory:
         return ""
     try:
-        return JobFiles(job["working_directory"]).tail(name, TAIL_BYTES)
+        return JobFiles(job.working_directory).tail(name, TAIL_BYTES)
     except OSError:
         return ""
 

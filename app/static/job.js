@@ -1,9 +1,30 @@
-// One job's page: while the job is active, refresh its state and output every 2 seconds;
-// once it ends, reload once so outputs and history show in full.
+// One job's page: while the job is active, refresh its state, its history and its output
+// every 2 seconds (one request for the state and history: they always agree); once it
+// ends, reload once so outputs, exit code and info show in full.
 (function () {
   const badge = document.getElementById("job-state");
   if (!badge || badge.dataset.active !== "1") return;
   const id = badge.dataset.job;
+  const historyList = document.getElementById("history");
+
+  function showHistory(history) {
+    if (!historyList || !Array.isArray(history)) return;
+    const items = history.map(function (h) {
+      const li = document.createElement("li");
+      const state = document.createElement("span");
+      state.className = "state state-" + h.state;
+      state.textContent = h.state;
+      li.append(state, " ", Muleteer.when(h.time));
+      if (h.handler) li.append(" · " + h.handler);
+      if (h.info) {
+        const small = document.createElement("small");
+        small.textContent = h.info;
+        li.append(document.createElement("br"), small);
+      }
+      return li;
+    });
+    historyList.replaceChildren.apply(historyList, items);
+  }
   async function text(path) {
     const r = await fetch(path, {credentials: "same-origin"});
     return r.ok ? r.text() : "";
@@ -14,6 +35,9 @@
     const job = await r.json();
     badge.textContent = job.state;
     badge.className = "state state-" + job.state;
+    showHistory(job.history);
+    const cancel = document.getElementById("cancel-form");
+    if (cancel && ["new", "queued", "running"].indexOf(job.state) < 0) cancel.remove();
     document.getElementById("job-handler").textContent = job.handler || "";
     document.getElementById("stdout").textContent = (await text("/api/jobs/" + id + "/stdout")).slice(-16384);
     document.getElementById("stderr").textContent = (await text("/api/jobs/" + id + "/stderr")).slice(-16384);

@@ -1,5 +1,7 @@
 // The jobs table: refreshed from the JSON API every 2 seconds, filtered and paged.
-// Values go into the page with textContent only, never as HTML.
+// Values go into the page with textContent only, never as HTML. Times in the one format
+// of every page (Muleteer.when, app/static/muleteer.js); in the all-users view (admins) the
+// owner's email, from GET /api/users (admins only), read once.
 (function () {
   const table = document.getElementById("jobs");
   const body = table.querySelector("tbody");
@@ -26,7 +28,18 @@
     row.appendChild(td);
     return td;
   }
-  function when(iso) { return iso ? new Date(iso).toLocaleString() : ""; }
+  function timeCell(row, iso) {
+    const td = cell(row, "");
+    td.className = "time";
+    td.appendChild(Muleteer.when(iso));
+  }
+  let owners = null;  // {user id: email}, for the all-users view
+  async function loadOwners() {
+    const response = await fetch("/api/users", {credentials: "same-origin"});
+    if (!response.ok) return;
+    owners = {};
+    (await response.json()).forEach(function (u) { owners[u.id] = u.email; });
+  }
 
   async function refresh() {
     const query = new URLSearchParams({limit: String(limit), offset: String(offset)});
@@ -35,6 +48,13 @@
     const response = await fetch("/api/jobs?" + query, {credentials: "same-origin"});
     if (!response.ok) { info.textContent = "Could not load jobs (" + response.status + ")"; return; }
     const page = await response.json();
+    if (everyone && (owners === null || page.jobs.some(function (j) { return j.user_id != null && !(j.user_id in owners); }))) {
+      await loadOwners();  // once, and again only for a user created since
+      owners = owners || {};
+      page.jobs.forEach(function (j) {  // not in the list (or no list): asked once only
+        if (j.user_id != null && !(j.user_id in owners)) owners[j.user_id] = "user " + j.user_id;
+      });
+    }
     const rows = page.jobs.map(function (job) {
       const tr = document.createElement("tr");
       tr.dataset.job = job.id;
@@ -46,10 +66,18 @@
       cell(tr, job.state, "state state-" + job.state);
       cell(tr, job.handler);
       cell(tr, job.destination);
-      if (everyone) cell(tr, job.user_id);
-      cell(tr, when(job.create_time));
-      cell(tr, when(job.start_time));
-      cell(tr, when(job.end_time));
+      if (everyone) {
+        // A long email may wrap after its "@" (a narrow screen, a long address), nowhere else.
+        const email = job.user_id == null ? "" : owners[job.user_id];
+        const td = cell(tr, "");
+        td.className = "owner";
+        const at = email.indexOf("@");
+        if (at < 0) td.textContent = email;
+        else td.append(email.slice(0, at + 1), document.createElement("wbr"), email.slice(at + 1));
+      }
+      timeCell(tr, job.create_time);
+      timeCell(tr, job.start_time);
+      timeCell(tr, job.end_time);
       return tr;
     });
     if (!rows.length) {

@@ -23,6 +23,25 @@ PASSWORD = "a good browser password"
 # Sourced by every job script: each job stays `running` for a second, so a page opened
 # right after a submission sees the job active and must refresh itself to see it end.
 JOB_ENV = "sleep 1\n"
+# The shipped tools, and `sleep` on a destination that runs one job at a time: a second
+# sleep job waits in `new` while the first runs (the history test watches it move on).
+JOB_CONF = """<?xml version="1.0"?>
+<job_conf>
+    <plugins workers="4">
+        <plugin id="local" type="runner" load="galaxy.jobs.runners.local:LocalJobRunner"/>
+    </plugins>
+    <destinations default="local">
+        <destination id="local" runner="local"/>
+        <destination id="serial" runner="local"/>
+    </destinations>
+    <tools>
+        <tool id="sleep" destination="serial"/>
+    </tools>
+    <limits>
+        <limit type="destination_total_concurrent_jobs" id="serial">1</limit>
+    </limits>
+</job_conf>
+"""
 
 
 def _unavailable(reason: str):
@@ -58,7 +77,8 @@ def server(tmp_path_factory):
     directory = tmp_path_factory.mktemp("browser")
     env_file = directory / "job_env.sh"
     env_file.write_text(JOB_ENV)
-    srv = UwsgiServer(str(directory), galaxy={"environment_setup_file": str(env_file)}).start()
+    srv = UwsgiServer(str(directory), job_conf=JOB_CONF,
+                      galaxy={"environment_setup_file": str(env_file)}).start()
     yield srv
     srv.stop()
 

@@ -130,6 +130,17 @@ def test_cancel_a_running_job(page, server, alice, login):
     job_id = job_id_from(page.url)
     badge = page.locator("#job-state")
     expect(badge).to_have_text("running", timeout=15_000)  # refreshed by the page
+
+    # Cancel asks first (a confirm() from app/static/muleteer.js): "no" sends nothing.
+    questions, posts = [], []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.once("dialog", lambda d: (questions.append((d.type, d.message)), d.dismiss()))
+    page.get_by_role("button", name="Cancel job").click()
+    expect(badge).to_have_text("running")
+    assert questions == [("confirm", f"Cancel job {job_id}? Its process is stopped and the job "
+                                     "ends deleted.")], questions
+    assert posts == [] and server.job(job_id)["state"] == "running"
+    page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Cancel job").click()
     expect(page.locator(".flash")).to_have_text(f"Job {job_id} is being cancelled.")
     expect(badge).to_have_text("deleted", timeout=20_000)
@@ -320,3 +331,104 @@ def test_log_out_ends_the_session_for_good(new_context, server, alice, login):
     again = other.new_page()
     again.goto(f"{server.url}/jobs")
     expect(again).to_have_url(re.compile(r"/login\?next="))
+
+
+# -- rough edges a new user meets (README, "The browser") ---------------------------------
+TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
+
+
+def shown(iso: str) -> str:
+    """How every page shows an API time ("2026-11-29T14:03:07.123Z"): 2026-11-29 14:03:07 UTC."""
+    return f"{iso[:10]} {iso[11:19]} UTC"
+
+
+def test_times_look_the_same_on_every_page(page, server, alice, admin, login, shot):
+    job_id = alice.submit("cat_lines", text="when", times=1)
+    job = server.wait(job_id, timeout=30)
+    login(page, alice)
+    row = page.locator(f'#jobs tr[data-job="{job_id}"]')
+    expect(row.locator("td.time").nth(2)).not_to_be_empty(timeout=10_000)  # ended
+    cells = row.locator("td.time").all_text_contents()
+    assert cells == [shown(job["create_time"]), shown(job["start_time"]), shown(job["end_time"])], cells
+
+    page.goto(f"{server.url}/jobs/{job_id}")
+    history = page.locator("#history time").all_text_contents()
+    assert history == [shown(h["time"]) for h in job["history"]], history
+    page.goto(f"{server.url}/account")
+    assert all(TIME.match(t) for t in page.locator("main time").all_text_contents())
+
+    page.get_by_role("button", name="Log out").click()
+    login(page, admin)
+    for path, where in (("/admin/users", "main table time"), ("/admin/handlers", "#handlers time")):
+        page.goto(f"{server.url}{path}")
+        texts = page.locator(where).all_text_contents()
+        assert texts and all(TIME.match(t) for t in texts), (path, texts)
+
+
+def test_all_users_jobs_show_the_owner_and_fit_a_1280_px_screen(page, server, alice, admin,
+                                                                   login, shot):
+    job_id = alice.submit("cat_lines", text="whose", times=1)
+    server.wait(job_id, timeout=30)
+    login(page, admin)
+    page.get_by_role("link", name="All users").click()
+    expect(page).to_have_url(re.compile(r"/jobs\?all=1"))
+    expect(page.locator("main h1")).to_have_text("All users' jobs")
+    row = page.locator(f'#jobs tr[data-job="{job_id}"]')
+    expect(row.locator("td.owner")).to_have_text(alice.email, timeout=10_000)
+    headers = page.locator("#jobs thead th").all_text_contents()
+    assert "User" in headers
+    assert len(headers) == row.locator("td").count()
+    shot(page, "jobs_all_users")
+    assert page.viewport_size["width"] == 1280
+    scroll_width, inner_width = no_horizontal_overflow(page)
+    assert scroll_width <= inner_width, (scroll_width, inner_width)
+    table = page.evaluate("(() => { const s = document.querySelector('.scroll');"
+                          " return [s.scrollWidth, s.clientWidth]; })()")
+    assert table[0] <= table[1], f"the table scrolls sideways at 1280 px: {table}"
+
+
+def test_the_history_refreshes_with_the_state_badge(page, server, alice, login, shot):
+    """`sleep` runs one job at a time here (conftest.JOB_CONF): a second one waits in `new`,
+    and when the first is cancelled it is queued and runs, all while its page stays open:
+    the history must follow the badge without a reload."""
+    first = alice.submit("sleep", seconds=60)
+    second = None
+    try:
+        deadline = time.monotonic() + 20
+        while server.job(first)["state"] != "running":
+            assert time.monotonic() < deadline, server.job(first)
+            time.sleep(0.2)
+        second = alice.submit("sleep", seconds=8)
+        login(page, alice)
+        page.goto(f"{server.url}/jobs/{second}")
+        badge, history = page.locator("#job-state"), page.locator("#history .state")
+        expect(badge).to_have_text("new")
+        assert history.all_text_contents() == ["new"]
+        page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
+
+        assert alice.api.delete(f"{server.url}/api/jobs/{first}", timeout=10).status_code == 200
+        expect(badge).to_have_text("running", timeout=15_000)
+        expect(history.last).to_have_text("running", timeout=5_000)
+        assert history.all_text_contents() == ["new", "queued", "running"]
+        assert page.evaluate("window.sameDocument") is True
+        texts = page.locator("#history time").all_text_contents()
+        assert len(texts) == 3 and all(TIME.match(t) for t in texts), texts
+        shot(page, "job_history_refreshed")
+    finally:
+        for job_id in (first, second):
+            if job_id is not None:
+                alice.api.delete(f"{server.url}/api/jobs/{job_id}", timeout=10)
+        for job_id in (first, second):
+            if job_id is not None:
+                server.wait(job_id, timeout=30)
+
+
+def test_the_users_page_keeps_the_table_and_the_form_apart(page, server, admin, alice, login,
+                                                           shot):
+    login(page, admin)
+    page.goto(f"{server.url}/admin/users")
+    gap = page.evaluate("(() => { const t = document.querySelector('main .scroll').getBoundingClientRect();"
+                        " const f = document.querySelector('main section.card').getBoundingClientRect();"
+                        " return f.top - t.bottom; })()")
+    assert gap >= 16, f"the Create a user form starts {gap} px below the table"
+    shot(page, "users")

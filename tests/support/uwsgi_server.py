@@ -60,7 +60,7 @@ def free_port() -> int:
 class UwsgiServer:
     def __init__(self, directory: str, *, job_conf: str = DEFAULT_JOB_CONF, mules: int = 3,
                  processes: int = 2, galaxy: dict | None = None, uwsgi: dict | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, job_conf_file_name: str = "job_conf.xml"):
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
         self.port = free_port()
@@ -76,16 +76,20 @@ class UwsgiServer:
         # Galaxy's bootstrap_admin_api_key: the tests act as the first admin with it.
         self.api_key = secrets.token_urlsafe(24)
         self.http = self.session()
-        with open(os.path.join(directory, "job_conf.xml"), "w") as fh:
+        # job_conf is the file's text; its name (job_conf.yml for Galaxy's YAML) says its format.
+        with open(os.path.join(directory, job_conf_file_name), "w") as fh:
             fh.write(job_conf)
-        self.write_config(mules, processes, galaxy or {}, uwsgi or {})
+        galaxy = {"job_config_file": job_conf_file_name, **(galaxy or {})}
+        self.write_config(mules, processes, galaxy, uwsgi or {})
 
     def write_config(self, mules, processes, galaxy, uwsgi):
         mule_ids = ",".join(str(i) for i in range(1, mules + 1))
         lines = ["uwsgi:", "  module: wsgi:application", f"  pythonpath: {REPO}",
                  "  need-app: true", "  master: true", f"  processes: {processes}", "  threads: 4",
                  "  enable-threads: true", f"  http: 127.0.0.1:{self.port}", "  http-keepalive: 1",
-                 "  buffer-size: 16384", "  post-buffering: 65536", "  limit-post: 2097152",
+                 # As the shipped galaxy.yml: no limit-post (the app answers a body over
+                 # max_request_body with a JSON 413); Expect: 100-continue answered at once.
+                 "  buffer-size: 16384", "  post-buffering: 65536", "  http-manage-expect: 1",
                  "  mule-msg-size: 65536", f"  pidfile: {self.pidfile}", "  die-on-term: true",
                  "  hook-master-start: unix_signal:2 gracefully_kill_them_all",
                  "  hook-master-start: unix_signal:15 gracefully_kill_them_all",
