@@ -92,6 +92,25 @@ def test_two_webless_handlers_share_a_backlog_and_run_each_job_once(tmp_path, da
         srv.stop()
 
 
+def test_a_webless_handler_runs_jobs_without_loading_the_web_stack(tmp_path):
+    """The handler side imports the core and mules/, never Flask: Python's own import log
+    (-X importtime) of a webless handler that ran a job names no flask module."""
+    srv, _ = webless_server(tmp_path)
+    srv.start()
+    handler = WeblessHandler(srv.config_file, "handler0", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    handler.start()
+    try:
+        job = srv.wait(srv.submit("marker")["id"], timeout=60)
+        assert job["state"] == "ok" and job["handler"] == "handler0"
+    finally:
+        handler.stop()
+        srv.stop()
+    with open(handler.log_file) as fh:
+        imported = [line.rsplit("|", 1)[-1].strip() for line in fh if line.startswith("import time:")]
+    assert "mules.handler_loop" in imported and "muleteer.store" in imported
+    assert not [m for m in imported if m.split(".")[0] in ("flask", "flask_wtf", "werkzeug", "app")]
+
+
 def test_a_dead_webless_handlers_jobs_are_adopted_and_finish(tmp_path):
     srv, markers = webless_server(tmp_path)
     srv.start()

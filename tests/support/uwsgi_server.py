@@ -236,8 +236,9 @@ def runs_per_job(markers: str) -> dict[int, int]:
 class WeblessHandler:
     """scripts/job-handler as a real process, stopped or killed by its pid."""
 
-    def __init__(self, config_file: str, name: str):
+    def __init__(self, config_file: str, name: str, env: dict | None = None):
         self.config_file, self.name = config_file, name
+        self.env = env or {}
         directory = os.path.dirname(config_file)
         self.pid_file = os.path.join(directory, f"{name}.pid")
         self.log_file = os.path.join(directory, f"{name}.log")
@@ -248,7 +249,8 @@ class WeblessHandler:
         self.process = subprocess.Popen(
             [os.path.join(REPO, "scripts", "job-handler"), "-c", self.config_file,
              "--server-name", self.name, "--pid-file", self.pid_file],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=dict(os.environ, **self.env))
         log.close()
         return self
 
