@@ -25,7 +25,7 @@ import time
 import pytest
 import requests
 
-from tests.support.nginx_server import NGINX, start_stack
+from tests.support.nginx_server import NGINX, serve_stack
 from tests.support.uwsgi_server import REPO, UwsgiServer
 
 RUN_SH = os.path.join(REPO, "run.sh")
@@ -188,18 +188,7 @@ def test_run_sh_in_the_foreground_prints_the_login_once_the_server_answers(tmp_p
 def stack(tmp_path_factory):
     """A uWSGI server as galaxy.yml sets it up (http router -> fastrouter -> workers) and,
     if nginx is installed, nginx in front (contrib/nginx/muleteer.conf)."""
-    directory = str(tmp_path_factory.mktemp("rough"))
-    if not os.access(NGINX, os.X_OK):
-        if os.environ.get("MULETEER_REQUIRE_NGINX") == "1":
-            pytest.fail(f"{NGINX} is missing and MULETEER_REQUIRE_NGINX=1")
-        server = UwsgiServer(directory).start()
-        yield server, None
-        server.stop()
-        return
-    server, nginx = start_stack(directory)
-    yield server, nginx
-    nginx.stop()
-    server.stop()
+    yield from serve_stack(str(tmp_path_factory.mktemp("rough")))
 
 
 def post_raw(port: int, size: int, *, key: str, chunked: bool = False, expect: bool = False,

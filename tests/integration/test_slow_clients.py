@@ -11,7 +11,6 @@ of attack per test.
 """
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -19,8 +18,7 @@ import time
 import pytest
 import requests
 
-from tests.support.nginx_server import NGINX, start_stack
-from tests.support.uwsgi_server import UwsgiServer
+from tests.support.nginx_server import NGINX, serve_stack
 
 SLOW_CONNECTIONS = 50
 DRIP_INTERVAL = 2.0      # seconds between two bytes of a slow body
@@ -31,18 +29,7 @@ PROBES = 5
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """A uWSGI server (its own http: port) and, if nginx is installed, nginx in front."""
-    directory = str(tmp_path_factory.mktemp("slow"))
-    if not os.access(NGINX, os.X_OK):
-        if os.environ.get("MULETEER_REQUIRE_NGINX") == "1":
-            pytest.fail(f"{NGINX} is missing and MULETEER_REQUIRE_NGINX=1")
-        server = UwsgiServer(directory).start()
-        yield server, None
-        server.stop()
-        return
-    server, nginx = start_stack(directory)
-    yield server, nginx
-    nginx.stop()
-    server.stop()
+    yield from serve_stack(str(tmp_path_factory.mktemp("slow")))
 
 
 class SlowBodies:

@@ -169,3 +169,23 @@ def start_stack(directory: str, accel: bool = True, workers: int = 1,
         raise
     _api_key = server.api_key
     return server, nginx
+
+
+def serve_stack(directory: str):
+    """A generator for a module fixture: (uWSGI server, nginx in front of it), or (server,
+    None) where nginx is not installed (a failure instead when MULETEER_REQUIRE_NGINX=1)."""
+    if not os.access(NGINX, os.X_OK):
+        if os.environ.get("MULETEER_REQUIRE_NGINX") == "1":
+            raise RuntimeError(f"{NGINX} is missing and MULETEER_REQUIRE_NGINX=1")
+        server = UwsgiServer(directory).start()
+        try:
+            yield server, None
+        finally:
+            server.stop()
+        return
+    server, nginx = start_stack(directory)
+    try:
+        yield server, nginx
+    finally:
+        nginx.stop()
+        server.stop()
