@@ -49,15 +49,20 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None,
     app.extensions["muleteer.accounts"] = accounts
 
     from app.api import api
+    from app.datasets_api import upload_limit  # the /api/datasets routes, on `api`
     from app.pages import pages
+    from app.tus import tus
     # Who is asking comes first: a session that has ended is cleared before the CSRF check,
     # so its token is refused too.
+    app.before_request(upload_limit)  # before anything reads a body (CSRF: load_user)
     app.before_request(load_user)
     csrf.init_app(app)
     csrf.exempt(api)  # API writes: an API key needs no token; a session must send one (auth.py)
+    csrf.exempt(tus)  # resumable uploads (tus): the API's rule
     app.after_request(security_headers)
     app.after_request(log_without_key)
     app.register_blueprint(api)
+    app.register_blueprint(tus)
     app.register_blueprint(pages)
     _register_error_pages(app)
     _first_admin(accounts, config)

@@ -366,7 +366,11 @@ def _user_or_404(user_id: int) -> dict:
 
 @api.get("/users/current")
 def current_user():
-    return jsonify(_user_dict(g.user)) if g.user else (jsonify({"error": "anonymous"}), 404)
+    if not g.user:
+        return jsonify({"error": "anonymous"}), 404
+    # Datasets' disk usage (bytes, deleted ones not counted) and user_quota (null: none).
+    usage = {"disk_usage": _ctx().store.disk_usage(g.user["id"]), "quota": _ctx().config.user_quota}
+    return jsonify({**_user_dict(g.user), **usage})
 
 
 @api.get("/users")

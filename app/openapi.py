@@ -30,6 +30,112 @@ def _job_id():
             "schema": {"type": "integer", "minimum": 1}}
 
 
+def _dataset_paths() -> dict:
+    """Datasets (app/datasets_api.py)."""
+    dataset_id = {"name": "dataset_id", "in": "path", "required": True,
+                  "schema": {"type": "integer", "minimum": 1}}
+    dataset = {"type": "object"}
+    more = {410: "The dataset was deleted", 411: "No Content-Length",
+            413: "Over max_upload_size: use the resumable upload",
+            501: "Resumable uploads not available yet", 507: "No space left under file_path"}
+    extra = lambda *codes: {str(c): _json(_ERROR, more[c]) for c in codes}  # noqa: E731
+    fields = {"name": {"type": "string"}, "format": {"type": "string"}}
+    return {
+        "/api/datasets": {
+            "post": {
+                "summary": "Upload a dataset: multipart `file` (up to max_upload_size), JSON "
+                           "`content` (pasted text), or JSON `upload_id` (a finished resumable "
+                           "upload)", "operationId": "createDataset",
+                "description": "`format` is a Galaxy extension (txt, tabular, bed, fasta, "
+                               "fastqsanger, bam, ...; `auto` or none: guessed). Content that "
+                               "clearly is not of the format is a 400 saying what it looks "
+                               "like. Over user_quota: 403.",
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}, **fields}}},
+                    "application/json": {"schema": {
+                        "type": "object", "properties": {"content": {"type": "string"},
+                                                         "upload_id": {"type": "string"},
+                                                         **fields}}}}},
+                "responses": {"201": _json(dataset), **_errors(400, 401, 403, 413),
+                              **extra(411, 501, 507)}},
+            "get": {
+                "summary": "My datasets, newest first", "operationId": "listDatasets",
+                "parameters": [
+                    {"name": "state", "in": "query", "schema": {"type": "string",
+                                                                "enum": ["ok", "deleted"]}},
+                    {"name": "format", "in": "query", "schema": {"type": "string"}},
+                    {"name": "name", "in": "query", "schema": {"type": "string"},
+                     "description": "a part of the name, any case"},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "datasets": {"type": "array", "items": dataset}, "total": {"type": "integer"},
+                    "limit": {"type": "integer"}, "offset": {"type": "integer"}}}),
+                    **_errors(400, 401)}}},
+        "/api/datasets/{dataset_id}": {
+            "parameters": [dataset_id],
+            "get": {"summary": "A dataset: metadata, peek, provenance", "operationId": "showDataset",
+                    "responses": {"200": _json(dataset), **_errors(401, 404)}},
+            "delete": {"summary": "Delete a dataset (its file is removed)",
+                       "operationId": "deleteDataset",
+                       "responses": {"200": _json(dataset), **_errors(401, 404),
+                                     "409": _json(_ERROR, "A new, queued or running job uses it")}}},
+        "/api/datasets/{dataset_id}/display": {
+            "parameters": [dataset_id],
+            "get": {"summary": "The dataset's bytes (Range requests; ?preview=1: the first KiB)",
+                    "operationId": "displayDataset",
+                    "parameters": [{"name": "preview", "in": "query",
+                                    "schema": {"type": "string", "enum": ["1", "true"]}}],
+                    "responses": {"200": {"description": "The bytes",
+                                          "content": {"application/octet-stream": {}}},
+                                  "206": {"description": "A range of the bytes"},
+                                  **_errors(401, 404), **extra(410)}}},
+    }
+
+
+def _tus_paths() -> dict:
+    """Resumable uploads (tus 1.0, app/tus.py): each answer carries Tus-Resumable: 1.0.0."""
+    def header(name, description, required=True, **schema):
+        return {"name": name, "in": "header", "required": required, "description": description,
+                "schema": {"type": "string", **schema}}
+    tus = header("Tus-Resumable", "the protocol version", enum=["1.0.0"])
+    empty = {"description": "No body; the Upload-* headers say it"}
+    upload = {"name": "upload_id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+    return {
+        "/api/upload/resumable_upload/": {"post": {
+            "summary": "Start a resumable upload (tus creation)", "operationId": "tusCreate",
+            "description": "Answers 201 with `Location`, the upload's URL (its last segment is "
+                           "the upload_id), and `Upload-Expires`.",
+            "parameters": [tus, header("Upload-Length", "the file's size, bytes", pattern="^[0-9]+$"),
+                           header("Upload-Metadata", "`key base64,...`: filename and filetype are "
+                                  "kept", required=False)],
+            "responses": {"201": {"description": "Created"}, **_errors(400, 401, 413)}}},
+        "/api/upload/resumable_upload/{upload_id}": {
+            "parameters": [upload, tus],
+            "head": {"summary": "An upload's offset", "operationId": "tusOffset",
+                     "responses": {"200": empty, "404": {"description": "No such upload (or not yours)"}}},
+            "patch": {"summary": "Send a chunk (at most tus_max_chunk bytes) at Upload-Offset",
+                      "operationId": "tusChunk",
+                      "parameters": [header("Upload-Offset", "the upload's current offset",
+                                            pattern="^[0-9]+$"),
+                                     header("Upload-Checksum", "`sha1 <base64>` of this chunk "
+                                            "(sha1, md5, sha256): 460 on a mismatch", required=False)],
+                      # The body (Content-Type: application/offset+octet-stream, the chunk's
+                      # bytes) is not described: OpenAPI tools cannot send that media type.
+                      "description": "The body is the chunk's bytes, with Content-Type: "
+                                     "application/offset+octet-stream.",
+                      "responses": {"204": empty, **_errors(400, 401, 404, 409, 413),
+                                    "460": _json(_ERROR, "Checksum mismatch: the chunk was discarded")}},
+            "delete": {"summary": "Remove an upload (tus termination)", "operationId": "tusDelete",
+                       "responses": {"204": empty, **_errors(401, 404)}},
+        },
+    }
+
+
 def spec() -> dict:
     text_file = {"description": "Text", "content": {"text/plain": {"schema": {"type": "string"}}}}
     return {
@@ -155,5 +261,7 @@ def spec() -> dict:
                                 "schema": {"type": "integer", "minimum": 1}}],
                 "delete": {"summary": "Remove a key", "operationId": "deleteApiKey",
                            "responses": {"200": _json({"type": "object"}), **_errors(401, 404)}}},
+            **_tus_paths(),
+            **_dataset_paths(),
         },
     }

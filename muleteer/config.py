@@ -46,10 +46,21 @@ _SETTINGS = {
     "log_level": (str, "INFO"),
     # Every file the server and its jobs create: 077 keeps them from other local accounts.
     "umask": (int, 0o077),
+    # Resumable uploads (tus, app/tus.py): Galaxy's tus_upload_store; the rest are ours.
+    "tus_upload_store": (str, "database/tus"),
+    "tus_upload_expiry": (int, 24 * 3600),
+    "tus_max_chunk": (int, 8 * 1024 * 1024),
+    "tus_max_size": (int, 100 * 1024 ** 3),
+    # Datasets (muleteer/dataset_files.py): Galaxy's file_path, the largest one-request
+    # upload (larger: the resumable upload), and each user's disk quota (none by default).
+    "file_path": (str, "database/files"),
+    "max_upload_size": (int, 100 * 1024 * 1024),
+    "user_quota": (int, None),
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PATHS = {"job_config_file", "tool_path", "job_working_directory", "new_file_path",
-          "environment_setup_file"}
+          "environment_setup_file", "tus_upload_store",
+          "file_path"}
 
 
 @dataclass
@@ -80,6 +91,13 @@ class Config:
     trusted_proxies: str = ""
     log_level: str = "INFO"
     umask: int = 0o077
+    tus_upload_store: str = ""
+    tus_upload_expiry: int = 24 * 3600
+    tus_max_chunk: int = 8 * 1024 * 1024
+    tus_max_size: int = 100 * 1024 ** 3
+    file_path: str = ""
+    max_upload_size: int = 100 * 1024 * 1024
+    user_quota: int | None = None  # bytes; None: no quota
 
     def resolve(self, path: str) -> str:
         return path if not path or os.path.isabs(path) else os.path.join(self.root, path)

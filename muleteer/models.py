@@ -1,5 +1,5 @@
 """The database schema (SQLAlchemy Core). Alembic migrations in muleteer/migrations create it."""
-from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData,
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData,
                         String, Table, Text)
 
 metadata = MetaData()
@@ -114,4 +114,36 @@ user_session = Table(
     Column("user_id", Integer, ForeignKey("galaxy_user.id"), nullable=False, index=True),
     Column("create_time", DateTime, nullable=False),
     Column("last_used", DateTime, nullable=False),
+)
+
+# Datasets (migration 0007): files in and out of jobs, Galaxy's HDAs in one table. A row is
+# written only once its bytes are complete under file_path (muleteer/dataset_files.py).
+dataset = Table(
+    "dataset", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("galaxy_user.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("format", String(64), nullable=False),  # Galaxy's extension: txt, tabular, bam...
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # ok | deleted (muleteer.dataset.DatasetState)
+    Column("create_time", DateTime, nullable=False),
+    Column("update_time", DateTime, nullable=False),
+    Column("source", String(16), nullable=False),  # upload | job
+    Column("job_id", Integer, ForeignKey("job.id")),  # a job output's provenance
+    Column("output_name", String(255)),
+    Column("peek", Text),
+    Index("ix_dataset_user_state", "user_id", "state"),
+)
+
+# Which datasets a job read (role input) and wrote (role output): provenance both ways.
+# `position` orders the datasets of a multiple data parameter.
+job_dataset = Table(
+    "job_dataset", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("job.id"), nullable=False, index=True),
+    Column("dataset_id", Integer, ForeignKey("dataset.id"), nullable=False, index=True),
+    Column("role", String(8), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("position", Integer, nullable=False, default=0, server_default="0"),
 )

@@ -6,11 +6,12 @@ adoption, resubmission) and heartbeats. Every read of a job returns a typed Job.
 """
 from muleteer.store.claims import Claims
 from muleteer.store.database import Database, iso, utcnow
+from muleteer.store.datasets import Datasets
 from muleteer.store.handlers import Heartbeats
 from muleteer.store.jobs import JobRecords
 
 __all__ = ["JobStore", "iso", "utcnow"]
 
 
-class JobStore(Database, JobRecords, Claims, Heartbeats):
+class JobStore(Database, JobRecords, Claims, Heartbeats, Datasets):
     """The store of one database (SQLite or PostgreSQL)."""
