@@ -10,7 +10,7 @@ from app import submission
 from muleteer.job import ACTIVE, JobState
 from app.accounts import AccountError
 from app.auth import accounts, current_owner, is_admin, unauthorized_json, visible_job
-from app.job_json import job_json
+from app.job_json import job_datasets_json, job_json
 from muleteer.store import iso
 from muleteer.tools import ParamError
 from muleteer.job_files import STDERR, STDOUT, JobFiles
@@ -180,11 +180,10 @@ def submit_job():
         raise ApiError(400, f"no tool {tool_id!r} (see GET /api/tools)", "tool_id")
     try:
         values = tool.validate(body.get("params"))
+        job, created = submission.submit(ctx, _dispatcher(), tool, values,
+                                         current_owner()["id"], idempotency_key=idempotency_key)
     except ParamError as exc:
         raise ApiError(400, str(exc), exc.field) from None
-
-    job, created = submission.submit(ctx, _dispatcher(), tool, values, current_owner()["id"],
-                                     idempotency_key=idempotency_key)
     if created:
         response = jsonify(job_json(job))
         response.status_code = 201
@@ -232,8 +231,7 @@ def show_job(job_id):
         d.pop("command_line")  # admins only: it shows paths of the server
     d["history"] = [{"state": h["state"], "handler": h["handler"], "info": h["info"],
                      "time": iso(h["create_time"])} for h in _ctx().store.history(job_id)]
-    tool = _ctx().tools.get(job.tool_id)
-    d["outputs"] = [o.name for o in tool.outputs] if tool else []
+    d.update(job_datasets_json(_ctx().store, job, _ctx().tools.get(job.tool_id)))
     return jsonify(d)
 
 

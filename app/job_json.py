@@ -20,3 +20,23 @@ def job_json(job: Job, *, full: bool = False) -> dict:
         d["params"] = job.params
         d["command_line"] = job.command_line
     return d
+
+
+def job_datasets_json(store, job: Job, tool=None) -> dict:
+    """A job's datasets: {"inputs": {param: {"id", "name", "format", "size", "state"}, or a
+    list of them for a multiple param}, "outputs": {output name: {...}}} (provenance)."""
+    multiple = {p.name for p in tool.data_params() if p.multiple} if tool else set()
+    result: dict = {"inputs": {}, "outputs": {}}
+    for link in store.job_datasets(job_id=job.id):
+        dataset = store.get_dataset(link["dataset_id"])
+        if dataset is None:
+            continue
+        entry = {"id": dataset.id, "name": dataset.name, "format": dataset.format,
+                 "size": dataset.size, "state": str(dataset.state)}
+        if link["role"] == "output":
+            result["outputs"][link["name"]] = entry
+        elif link["name"] in multiple:
+            result["inputs"].setdefault(link["name"], []).append(entry)
+        else:
+            result["inputs"][link["name"]] = entry
+    return result

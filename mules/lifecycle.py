@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from muleteer.dataset_files import DatasetFileError, DatasetFiles, DiskFull
 from muleteer.job import Job, JobState
 from muleteer.job_files import JobFiles, working_directory
+from muleteer.store.datasets import QuotaExceeded
+from muleteer.store.outputs import NewOutput
 from muleteer.resubmit import delay_seconds, matching_rule
 
 log = logging.getLogger(__name__)
@@ -74,10 +77,13 @@ class Lifecycle:
                 return self.cancelled(job, "cancelled by request")
             return self.failed(job, outcome.detail, outcome.reason)
         if outcome.exit_code == 0:
-            missing = self.files(job).missing_outputs(self.ctx.tools.get(job.tool_id))
+            tool = self.ctx.tools.get(job.tool_id)
+            missing = self.files(job).missing_outputs(tool)
             if missing:
                 return self.failed(job, f"output(s) not produced: {', '.join(missing)}",
                                    exit_code=0)
+            if tool is not None and tool.outputs and job.user_id is not None:
+                return self._ok_with_outputs(job, tool)
             return self._end(job, JobState.OK, None, exit_code=0)
         return self.failed(job, f"exit code {outcome.exit_code}", exit_code=outcome.exit_code)
 
@@ -91,6 +97,45 @@ class Lifecycle:
         return self._end(job, JobState.DELETED, info)
 
     # -- internals ----------------------------------------------------------------------
+    def _ok_with_outputs(self, job: Job, tool) -> Job | None:
+        """`ok`, each declared output stored as a dataset of the job's owner, in one
+        transaction under the lease; an output that cannot be stored (a full disk, the
+        owner's quota) ends the job `error` saying why."""
+        files, store_files = self.files(job), DatasetFiles(self.ctx.config.file_path)
+        input_formats = {}
+        for link in self.store.job_datasets(job_id=job.id):
+            if link["role"] == "input" and link["name"] not in input_formats:
+                dataset = self.store.get_dataset(link["dataset_id"])
+                input_formats[link["name"]] = dataset.format if dataset else None
+        outputs = []
+        try:
+            for output in tool.outputs:
+                fh = files.open_regular(output.relative_path())
+                if fh is None:
+                    return self.failed(job, f"output {output.name} is not a regular file",
+                                       exit_code=0)
+                with fh:
+                    staged = store_files.stage(fh)
+                fmt = tool.output_format(output, input_formats)
+                outputs.append(NewOutput(output.name, output.label or f"{output.name}.{fmt}",
+                                         fmt, staged))
+            row = self.store.end_with_outputs(job.id, job.lease, self.handler_name,
+                                              job.user_id, outputs, place=store_files.commit,
+                                              quota=self.ctx.config.user_quota)
+        except (DiskFull, DatasetFileError, QuotaExceeded) as exc:
+            return self.failed(job, f"its outputs could not be stored: {exc}", exit_code=0)
+        finally:
+            for output in outputs:
+                output.staged.discard()
+        if row is None:
+            if self.cancel_requested(job):
+                return self.cancelled(job, "cancelled by request")
+            return None  # another handler's now: it records the end
+        log.info("job %s ok: handler=%s destination=%s runner=%s external_id=%s (outputs: %s)",
+                 job.id, self.handler_name, job.destination_id, job.runner, row.external_id,
+                 ", ".join(o.name for o in outputs))
+        return row
+
     def _end(self, job: Job, state: JobState, info: str | None, **values) -> Job | None:
         row = self.store.transition(job.id, state, handler=self.handler_name, lease=job.lease,
                                     info=info, **values)

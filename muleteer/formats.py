@@ -61,7 +61,8 @@ def ancestors(name: str) -> list[str]:
     chain = []
     while name is not None:
         chain.append(name)
-        name = PARENTS.get(name)
+        # A format this list does not know (a tool's own) is still a kind of data.
+        name = PARENTS[name] if name in PARENTS else "data"
     return chain
 
 

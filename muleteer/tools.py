@@ -11,14 +11,21 @@ A documented subset of Galaxy's tool XML (see README, "Tools"):
         <param name="ratio" type="float" min="0" max="1" optional="true"/>
         <param name="upper" type="boolean" truevalue="--upper" falsevalue="" checked="false"/>
         <param name="algo" type="select"><option value="md5">MD5</option></param>
+        <param name="input" type="data" format="tabular,bed" multiple="false" optional="false"/>
       </inputs>
-      <outputs><data name="out_file" format="txt" from_work_dir="result.txt"/></outputs>
+      <outputs>
+        <data name="out_file" format="txt" from_work_dir="result.txt"/>
+        <data name="sorted" format_source="input"/>  (or format="input": the first input's)
+      </outputs>
       <help>...</help>
     </tool>
 
 `$name` / `${name}` in <command> is replaced by the parameter's value, always
 shell-quoted, so no client can run a command of its own; `$$` is a literal `$`.
-Booleans insert their admin-written truevalue/falsevalue as written.
+Booleans insert their admin-written truevalue/falsevalue as written. A data param is the
+path of the stored dataset (a multiple one, the paths separated by spaces); a client names
+datasets as {"src": "dataset", "id": N} (Galaxy's {"src": "hda", ...} too), and the web
+side checks that each is the user's, not deleted, and of an accepted format.
 """
 from __future__ import annotations
 
@@ -32,7 +39,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-PARAM_TYPES = ("text", "integer", "float", "boolean", "select")
+PARAM_TYPES = ("text", "integer", "float", "boolean", "select", "data")
+DATASET_SOURCES = ("dataset", "hda")  # Galaxy's name for a history dataset is "hda"
 MAX_TEXT = 10_000
 _TOOL_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -64,6 +72,8 @@ class Param:
     options: list = field(default_factory=list)  # (value, label)
     truevalue: str = "true"
     falsevalue: str = "false"
+    formats: tuple = ()      # data: the formats accepted (and their subclasses)
+    multiple: bool = False   # data: a list of datasets
 
     def describe(self) -> dict:
         d = {"name": self.name, "type": self.type, "label": self.label or self.name,
@@ -72,6 +82,8 @@ class Param:
             d.update(min=self.min, max=self.max)
         if self.type == "select":
             d["options"] = [{"value": v, "label": lab} for v, lab in self.options]
+        if self.type == "data":
+            d.update(formats=list(self.formats), multiple=self.multiple)
         return d
 
     def check(self, raw, where: str):
@@ -102,15 +114,31 @@ class Param:
             if isinstance(raw, str) and raw.lower() in ("true", "false", "on", "off", "1", "0", "yes", "no"):
                 return raw.lower() in ("true", "on", "1", "yes")
             raise ParamError(where, f"expected true or false, got {_kind(raw)}")
+        if self.type == "data":
+            return self._dataset_ids(raw, where)
         # select
         allowed = [v for v, _ in self.options]
         if not isinstance(raw, str) or raw not in allowed:
             raise ParamError(where, f"{raw!r} is not one of {', '.join(allowed)}")
         return raw
 
-    def render(self, value) -> str:
+    def _dataset_ids(self, raw, where: str):
+        """{"src": "dataset", "id": N} (a list of them when multiple) -> N (or [N, ...])."""
+        if self.multiple:
+            items = raw if isinstance(raw, list) else [raw]
+            if not items and not self.optional:
+                raise ParamError(where, "required: at least one dataset")
+            return [_dataset_id(item, f"{where}[{i}]") for i, item in enumerate(items)]
+        if isinstance(raw, list):
+            raise ParamError(where, "expected one dataset, not a list")
+        return _dataset_id(raw, where)
+
+    def render(self, value, dataset_path=None) -> str:
         if self.type == "boolean":
             return self.truevalue if value else self.falsevalue
+        if self.type == "data":
+            ids = value if isinstance(value, list) else [] if value is None else [value]
+            return " ".join(shlex.quote(dataset_path(i)) for i in ids) or "''"
         if value is None:
             return "''"
         return shlex.quote(_fmt(value) if isinstance(value, float) else str(value))
@@ -119,13 +147,17 @@ class Param:
 @dataclass
 class Output:
     name: str
-    format: str = "txt"
+    format: str = "txt"          # a format name, or "input": the first data input's
     from_work_dir: str | None = None
     label: str = ""
+    format_source: str | None = None  # a data param whose dataset's format this takes
 
     def relative_path(self) -> str:
         """Where the output lives, relative to the job's working directory."""
-        return self.from_work_dir or f"outputs/{self.name}.{self.format}"
+        if self.from_work_dir:
+            return self.from_work_dir
+        known = self.format if self.format != "input" and not self.format_source else "dat"
+        return f"outputs/{self.name}.{known}"
 
 
 @dataclass
@@ -172,13 +204,24 @@ class Tool:
             values[p.name] = p.check(raw, where)
         return values
 
-    def command_line(self, values: dict) -> str:
+    def data_params(self) -> list[Param]:
+        return [p for p in self.params if p.type == "data"]
+
+    def output_format(self, output: "Output", input_formats: dict) -> str:
+        """An output's format: its own, or that of the input it names (format_source, or
+        format="input": the first data input). `input_formats`: param name -> format."""
+        source = output.format_source or (
+            self.data_params()[0].name if output.format == "input" and self.data_params() else None)
+        return input_formats.get(source) or (output.format if output.format != "input" else "data")
+
+    def command_line(self, values: dict, dataset_path=None) -> str:
         """The shell command for these (validated) values, every value quoted.
 
         Outputs are paths relative to the job's working directory, where the job
-        script runs the command.
+        script runs the command; data params are their datasets' paths
+        (`dataset_path(id)`).
         """
-        mapping = {p.name: p.render(values.get(p.name)) for p in self.params}
+        mapping = {p.name: p.render(values.get(p.name), dataset_path) for p in self.params}
         for out in self.outputs:
             mapping[out.name] = shlex.quote(out.relative_path())
         return string.Template(self.command).substitute(mapping)
@@ -191,6 +234,22 @@ class Tool:
                      outputs=[{"name": o.name, "format": o.format, "label": o.label}
                               for o in self.outputs])
         return d
+
+
+def _dataset_id(raw, where: str) -> int:
+    if not isinstance(raw, dict):
+        raise ParamError(where, 'expected a dataset: {"src": "dataset", "id": N}, '
+                                f"got {_kind(raw)}")
+    unknown = sorted(set(raw) - {"src", "id"})
+    if unknown:
+        raise ParamError(f"{where}.{unknown[0]}", 'unknown key (a dataset is {"src", "id"})')
+    if raw.get("src") not in DATASET_SOURCES:
+        raise ParamError(f"{where}.src", f"expected one of {', '.join(DATASET_SOURCES)}, "
+                                         f"got {raw.get('src')!r}")
+    dataset_id = raw.get("id")
+    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 0 < dataset_id < 2**63:
+        raise ParamError(f"{where}.id", f"expected a dataset id, got {_kind(dataset_id)}")
+    return dataset_id
 
 
 def _kind(raw) -> str:
@@ -264,6 +323,12 @@ def load_tool(path: str) -> Tool:
         r.fail(root, "missing <command>")
     params = [_read_param(r, el) for el in root.findall("inputs/param")]
     outputs = [_read_output(r, el) for el in root.findall("outputs/data")]
+    data = {p.name for p in params if p.type == "data"}
+    for out, el in zip(outputs, root.findall("outputs/data")):
+        if out.format_source and out.format_source not in data:
+            r.fail(el, f"format_source={out.format_source!r} is not a data param of this tool")
+        if out.format == "input" and not data:
+            r.fail(el, 'format="input" needs a data param')
     names = [p.name for p in params] + [o.name for o in outputs]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -291,6 +356,12 @@ def _read_param(r, el) -> Param:
               optional=(el.get("optional") or "false").lower() == "true",
               min=r.number(el, "min"), max=r.number(el, "max"),
               truevalue=el.get("truevalue", "true"), falsevalue=el.get("falsevalue", "false"))
+    if kind == "data":
+        p.formats = tuple(f.strip() for f in (el.get("format") or "data").split(",") if f.strip())
+        p.multiple = (el.get("multiple") or "false").lower() == "true"
+        if el.get("value"):
+            r.fail(el, "a data param has no default value")
+        return p
     if kind == "select":
         p.options = [(o.get("value", o.text or ""), (o.text or o.get("value") or "").strip())
                      for o in el.findall("option")]
@@ -317,8 +388,9 @@ def _read_output(r, el) -> Output:
     from_work_dir = el.get("from_work_dir")
     if from_work_dir and (os.path.isabs(from_work_dir) or ".." in from_work_dir.split("/")):
         r.fail(el, f"from_work_dir={from_work_dir!r} must stay inside the working directory")
-    return Output(name=name, format=el.get("format") or "txt", from_work_dir=from_work_dir,
-                  label=el.get("label") or "")
+    output = Output(name=name, format=el.get("format") or "txt", from_work_dir=from_work_dir,
+                    label=el.get("label") or "", format_source=el.get("format_source"))
+    return output
 
 
 def load_tools(tool_path: str) -> dict:

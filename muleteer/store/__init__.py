@@ -2,16 +2,17 @@
 
 One class, JobStore, made of one part per concern: the database (engine, migrations,
 retried writes), jobs (write, read, cancel, state changes), claims (who takes which job,
-adoption, resubmission) and heartbeats. Every read of a job returns a typed Job.
+adoption, resubmission), heartbeats, datasets, and a job's end with its output datasets. Every read of a job returns a typed Job.
 """
 from muleteer.store.claims import Claims
 from muleteer.store.database import Database, iso, utcnow
 from muleteer.store.datasets import Datasets
 from muleteer.store.handlers import Heartbeats
 from muleteer.store.jobs import JobRecords
+from muleteer.store.outputs import JobOutputs
 
 __all__ = ["JobStore", "iso", "utcnow"]
 
 
-class JobStore(Database, JobRecords, Claims, Heartbeats, Datasets):
+class JobStore(Database, JobRecords, Claims, Heartbeats, Datasets, JobOutputs):
     """The store of one database (SQLite or PostgreSQL)."""

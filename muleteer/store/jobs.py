@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, func, insert, select, text, update
 
 from muleteer.job import TERMINAL, Job, JobState, sources
-from muleteer.models import job, job_state_history
+from muleteer.models import job, job_dataset, job_state_history
 from muleteer.store.database import utcnow
 
 
@@ -25,7 +25,7 @@ class JobRecords:
 
     def create_job(self, *, tool_id, tool_version, params, command_line, handler_tag,
                    destination_id, runner, resubmit=(), user_id=None,
-                   idempotency_key=None) -> tuple[Job, bool]:
+                   idempotency_key=None, inputs=()) -> tuple[Job, bool]:
         """INSERT the job in state `new` and COMMIT; only then may anyone be told of it.
 
         With an `idempotency_key` (the client's Idempotency-Key), a job of the same user with
@@ -33,7 +33,8 @@ class JobRecords:
         one. The lookup and the insert are one transaction that concurrent submissions of
         the same key go through one at a time (SQLite: BEGIN IMMEDIATE takes the write lock first;
         PostgreSQL: an advisory lock on the user and key), so a retry racing its original
-        still makes one job. Returns the job and whether it was created now."""
+        still makes one job. `inputs` (param name, dataset id, position) are recorded with
+        it, in the same transaction. Returns the job and whether it was created now."""
         now = utcnow()
         row = dict(tool_id=tool_id, tool_version=tool_version, params=json.dumps(params),
                    command_line=command_line, state=JobState.NEW, handler_tag=handler_tag,
@@ -55,6 +56,10 @@ class JobRecords:
             job_id = conn.execute(insert(job).values(**row)).inserted_primary_key[0]
             conn.execute(insert(job_state_history).values(
                 job_id=job_id, state=JobState.NEW, handler=None, create_time=now))
+            if inputs:
+                conn.execute(insert(job_dataset), [
+                    dict(job_id=job_id, dataset_id=dataset_id, role="input", name=name,
+                         position=position) for name, dataset_id, position in inputs])
         return Job.from_row({**row, "id": job_id}), True
 
     def idempotent_job(self, user_id, idempotency_key: str, since: datetime,

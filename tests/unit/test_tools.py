@@ -64,7 +64,11 @@ def test_every_shipped_tool_loads(repo):
 
 def test_every_shipped_tool_runs_with_its_defaults_through_bash_syntax_check(repo):
     for tool in load_tools(os.path.join(repo, "tools")).values():
-        command = tool.command_line(tool.validate({}))
+        # A data param has no default: give it dataset 1 (a list of it for a multiple one).
+        datasets = {p.name: [{"src": "dataset", "id": 1}] if p.multiple else
+                    {"src": "dataset", "id": 1} for p in tool.data_params()}
+        values = tool.validate(datasets)
+        command = tool.command_line(values, lambda i: f"/files/000/dataset_{i}.dat")
         result = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True,
                                 timeout=10)
         assert result.returncode == 0, (tool.id, command, result.stderr)
