@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import os
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, url_for
+from flask import (Blueprint, Response, current_app, g, jsonify, redirect, request, send_file,
+                   url_for)
 
 from app import submission
 from muleteer.job import ACTIVE, JobState
@@ -249,7 +250,9 @@ def _job_text(job_id, name):
     job = _job_or_404(job_id)
     fh = _inside(job, name)
     if fh is None:
-        return Response("", mimetype="text/plain")
+        # The job directory may be gone (cleanup_job): the end of it was kept in the row.
+        kept = job.stdout if name == STDOUT else job.stderr
+        return Response(kept or "", mimetype="text/plain")
     return _send(job, name, fh, mimetype="text/plain")
 
 
@@ -262,6 +265,10 @@ def job_output(job_id, name):
         raise ApiError(404, f"job {job_id} has no output {name!r}", "name")
     fh = _inside(job, output.relative_path())
     if fh is None:
+        # The job directory may be gone (cleanup_job): the output lives on as a dataset.
+        stored = job_datasets_json(_ctx().store, job)["outputs"].get(name)
+        if stored is not None:
+            return redirect(url_for("api.display_dataset", dataset_id=stored["id"]))
         raise ApiError(404, f"output {name!r} of job {job_id} does not exist (job state: {job.state})")
     return _send(job, output.relative_path(), fh, as_attachment=True)
 

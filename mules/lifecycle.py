@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from muleteer.dataset_files import DatasetFileError, DatasetFiles, DiskFull
 from muleteer.job import Job, JobState
-from muleteer.job_files import JobFiles, working_directory
+from muleteer.job_files import STDERR, STDOUT, JobFiles, working_directory
 from muleteer.store.datasets import QuotaExceeded
 from muleteer.store.outputs import NewOutput
 from muleteer.resubmit import delay_seconds, matching_rule
@@ -26,6 +26,8 @@ WALLTIME = "walltime_reached"
 MEMORY = "memory_limit_reached"
 OUTPUT_SIZE = "output_size_reached"
 CANCELLED = "cancelled"
+# How much of a job's stdout and stderr its row keeps (the end of each).
+OUTPUT_TEXT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ class Lifecycle:
                                          fmt, staged))
             row = self.store.end_with_outputs(job.id, job.lease, self.handler_name,
                                               job.user_id, outputs, place=store_files.commit,
-                                              quota=self.ctx.config.user_quota)
+                                              quota=self.ctx.config.user_quota,
+                                              **self._output_text(job))
         except (DiskFull, DatasetFileError, QuotaExceeded) as exc:
             return self.failed(job, f"its outputs could not be stored: {exc}", exit_code=0)
         finally:
@@ -134,16 +137,33 @@ class Lifecycle:
         log.info("job %s ok: handler=%s destination=%s runner=%s external_id=%s (outputs: %s)",
                  job.id, self.handler_name, job.destination_id, job.runner, row.external_id,
                  ", ".join(o.name for o in outputs))
+        self._cleanup(row)
         return row
 
     def _end(self, job: Job, state: JobState, info: str | None, **values) -> Job | None:
         row = self.store.transition(job.id, state, handler=self.handler_name, lease=job.lease,
-                                    info=info, **values)
+                                    info=info, **self._output_text(job), **values)
         if row:
             log.info("job %s %s: handler=%s destination=%s runner=%s external_id=%s%s",
                      job.id, row.state, self.handler_name, job.destination_id, job.runner,
                      row.external_id, f" ({info})" if info else "")
+            self._cleanup(row)
         return row
+
+    def _output_text(self, job: Job) -> dict:
+        """The end of the job's stdout and stderr, kept in its row (its directory may go)."""
+        files = self.files(job)
+        if not files.exists():
+            return {}
+        return {"stdout": files.tail(STDOUT, OUTPUT_TEXT_BYTES).replace("\x00", ""),
+                "stderr": files.tail(STDERR, OUTPUT_TEXT_BYTES).replace("\x00", "")}
+
+    def _cleanup(self, job: Job) -> None:
+        """cleanup_job: remove an ended job's directory (always, or onsuccess when ok)."""
+        policy = self.ctx.config.cleanup_job
+        if job.working_directory and (policy == "always" or
+                                      policy == "onsuccess" and job.state == JobState.OK):
+            self.files(job).remove()
 
     def _resubmitted(self, job: Job, info: str | None, reason: str | None) -> bool:
         current = self.store.get_job(job.id, retry=True) or job

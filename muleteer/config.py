@@ -56,6 +56,9 @@ _SETTINGS = {
     "file_path": (str, "database/files"),
     "max_upload_size": (int, 100 * 1024 * 1024),
     "user_quota": (int, None),
+    # Galaxy's cleanup_job: remove a finished job's directory always, onsuccess (when it
+    # ended ok) or never; its outputs live on as datasets, stdout/stderr in its row.
+    "cleanup_job": (str, "onsuccess"),
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PATHS = {"job_config_file", "tool_path", "job_working_directory", "new_file_path",
@@ -91,6 +94,7 @@ class Config:
     trusted_proxies: str = ""
     log_level: str = "INFO"
     umask: int = 0o077
+    cleanup_job: str = "onsuccess"
     tus_upload_store: str = ""
     tus_upload_expiry: int = 24 * 3600
     tus_max_chunk: int = 8 * 1024 * 1024
@@ -188,6 +192,10 @@ def _coerce(config_file, name, raw):
     if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
         if raw <= 0:
             raise ConfigError(f"{where}: must be a positive whole number, got {raw!r}")
+        return raw
+    if name == "cleanup_job":
+        if raw not in ("always", "onsuccess", "never"):
+            raise ConfigError(f"{where}: expected always, onsuccess or never, got {raw!r}")
         return raw
     if name == "log_level":
         if not isinstance(raw, str) or raw.upper() not in _LOG_LEVELS:

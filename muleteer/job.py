@@ -79,6 +79,8 @@ class Job:
     lease: int = 0
     idempotency_key: str | None = None
     not_before: datetime | None = None  # a resubmitted attempt waits for its delay
+    stdout: str | None = None  # the end of its stdout and stderr, kept when it ended
+    stderr: str | None = None
 
     @classmethod
     def from_row(cls, row) -> "Job":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import shlex
+import shutil
 import stat
 import time
 
@@ -99,6 +100,14 @@ class JobFiles:
 
     def exists(self) -> bool:
         return os.path.lexists(self.directory)
+
+    def remove(self) -> None:
+        """Remove the directory and all the job left in it. shutil.rmtree works through
+        directory descriptors here (it is safe against links the job put in its place)."""
+        if not shutil.rmtree.avoids_symlink_attacks:
+            raise JobDirectoryError("this platform's rmtree may follow links: not removing "
+                                    f"{self.directory}")
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def retire(self, suffix: str) -> str | None:
         """Rename the directory aside (a failed attempt kept for inspection, or one a dead or

@@ -40,6 +40,10 @@ job = Table(
     Column("idempotency_key", String(255)),
     # A resubmitted attempt is not claimed before this time (<resubmit delay=>, 0006).
     Column("not_before", DateTime),
+    # The end of its stdout and stderr, kept when it ends (cleanup_job may remove its
+    # directory; 0008).
+    Column("stdout", Text),
+    Column("stderr", Text),
     Index("ix_job_state_handler_tag", "state", "handler_tag"),
     Index("ix_job_handler_state", "handler", "state"),
     Index("ix_job_tool_id", "tool_id"),

@@ -30,20 +30,21 @@ class NewOutput:
 
 class JobOutputs:
     def end_with_outputs(self, job_id: int, lease: int, handler: str, owner: int,
-                         outputs: list[NewOutput], place, quota: int | None = None) -> Job | None:
+                         outputs: list[NewOutput], place, quota: int | None = None,
+                         **values) -> Job | None:
         """`ok` with its outputs, or None (and nothing written) when the job is no longer
         this handler's under `lease` or was cancelled meanwhile. `place(staged, dataset_id)`
         renames staged bytes to their dataset's name. QuotaExceeded when the outputs would
         take the owner over `quota`: nothing is written then either."""
         return self._retrying(self._end_with_outputs, job_id, lease, handler, owner, outputs,
-                              place, quota)
+                              place, quota, values)
 
-    def _end_with_outputs(self, job_id, lease, handler, owner, outputs, place, quota):
+    def _end_with_outputs(self, job_id, lease, handler, owner, outputs, place, quota, values):
         now = utcnow()
         stmt = (update(job).where(job.c.id == job_id, job.c.lease == lease,
                                   job.c.state.in_([JobState.QUEUED, JobState.RUNNING]))
                 .values(state=JobState.OK, exit_code=0, info=None, end_time=now,
-                        update_time=now).returning(*job.c))
+                        update_time=now, **values).returning(*job.c))
         placed = []
         try:
             with self.engine.begin() as conn:

@@ -109,3 +109,29 @@ def test_another_user_can_neither_use_nor_see_my_datasets_or_outputs(server):
     for dataset_id in (table["id"], job["outputs"]["sorted"]["id"]):
         assert other.get(f"{server.url}/api/datasets/{dataset_id}", timeout=30).status_code == 404
     assert other.get(f"{server.url}/api/jobs/{job['id']}", timeout=30).status_code == 404
+
+
+@pytest.mark.parametrize("policy", ["onsuccess", "always"])
+def test_cleanup_job_removes_finished_job_directories_and_keeps_what_users_read(tmp_path,
+                                                                               policy):
+    """Galaxy's cleanup_job: the job directory goes (onsuccess: only when the job ended ok);
+    its stdout and stderr still show (kept in its row), its outputs are datasets, and the
+    old output route reaches them."""
+    import os
+    from muleteer.job_files import working_directory
+    srv = UwsgiServer(str(tmp_path), galaxy={"cleanup_job": policy}).start()
+    try:
+        table = upload(srv, TABLE)
+        ok = run(srv, "sort_tabular", {"input": {"src": "dataset", "id": table["id"]}})
+        failed = srv.wait(srv.submit("fail", message="it broke", exit_code=3)["id"])
+        jobs = os.path.join(srv.directory, "database", "jobs")
+        assert ok["state"] == "ok" and failed["state"] == "error"
+        assert not os.path.exists(working_directory(jobs, ok["id"]))
+        assert os.path.exists(working_directory(jobs, failed["id"])) == (policy == "onsuccess")
+        stderr = srv.http.get(f"{srv.url}/api/jobs/{failed['id']}/stderr", timeout=30)
+        assert stderr.text == "it broke\n"
+        old = srv.http.get(f"{srv.url}/api/jobs/{ok['id']}/outputs/sorted", timeout=30)
+        assert old.status_code == 200 and old.text == "a\t10\nb\t2\nc\t1\n"
+        assert display(srv, ok["outputs"]["sorted"]["id"]) == "a\t10\nb\t2\nc\t1\n"
+    finally:
+        srv.stop()

@@ -111,7 +111,10 @@ class UwsgiServer:
         settings = {"database_connection": "sqlite:///database/universe.sqlite",
                     "job_config_file": "job_conf.xml", "tool_path": os.path.join(REPO, "tools"),
                     "job_working_directory": "database/jobs", "new_file_path": "database/tmp",
-                    "log_level": "INFO", "bootstrap_admin_api_key": self.api_key, **galaxy}
+                    "log_level": "INFO", "bootstrap_admin_api_key": self.api_key,
+                    # Tests look into finished jobs' directories; cleanup_job has tests of
+                    # its own (tests/integration/test_job_datasets.py).
+                    "cleanup_job": "never", **galaxy}
         lines += ["", "galaxy:"] + [f"  {k}: {v}" for k, v in settings.items()]
         with open(self.config_file, "w") as fh:
             fh.write("\n".join(lines) + "\n")

@@ -150,6 +150,7 @@ def local_ctx(tmp_path):
           new_file_path: tmp
           job_runner_monitor_sleep: 0.05
           exit_code_file_wait: 0.3
+          cleanup_job: never
     """))
     config = load_config(str(config_file))
     store = JobStore(config.database_connection)
