@@ -5,6 +5,7 @@ tables and pages from the JSON API; every form carries a CSRF token.
 """
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -14,6 +15,7 @@ from flask import (Blueprint, abort, current_app, flash, g, redirect, render_tem
 from app import submission
 from muleteer.job import JobState
 from app.accounts import AccountError, normalize_email
+from app.job_json import job_datasets_json
 from app.auth import (accounts, admin_required, current_owner, end_session, is_admin,
                       login_required, start_session, visible_job)
 from muleteer.store import iso
@@ -22,6 +24,7 @@ from muleteer.job_files import STDERR, STDOUT, JobFiles
 
 pages = Blueprint("pages", __name__)
 TAIL_BYTES = 16 * 1024
+DATASET_CHOICES = 500  # the newest datasets a tool form offers for a data param
 
 
 def _ctx():
@@ -117,23 +120,70 @@ def tool_form(tool_id):
     if tool is None:
         abort(404, f"No tool {tool_id!r}.")
     if request.method == "GET":
-        return render_template("tool_form.html", tool=tool, values={}, errors={})
+        return render_template("tool_form.html", tool=tool, values={}, errors={},
+                               datasets=_dataset_choices(tool))
     submitted = {}
     for param in tool.params:
         if param.type == "boolean":
             submitted[param.name] = param.name in request.form
+        elif param.type == "data":
+            # The chosen dataset ids -> the API's {"src": "dataset", "id": N} (a list when
+            # multiple); none chosen: left out, so the tool says whether it needs one.
+            chosen = [_dataset_ref(v) for v in request.form.getlist(param.name) if v]
+            if chosen:
+                submitted[param.name] = chosen if param.multiple else chosen[0]
         elif param.name in request.form:
             submitted[param.name] = request.form[param.name]
     try:
         values = tool.validate(submitted)
+        job, _ = submission.submit(_ctx(), current_app.extensions["muleteer.dispatcher"], tool,
+                                   values, current_owner()["id"])
     except ParamError as exc:
-        name = exc.field.split(".", 1)[-1]
+        name = re.split(r"[.\[]", exc.field.split(".", 1)[-1], maxsplit=1)[0]
         return render_template("tool_form.html", tool=tool, values=request.form,
-                               errors={name: exc.message}), 400
-    job, _ = submission.submit(_ctx(), current_app.extensions["muleteer.dispatcher"], tool,
-                               values, current_owner()["id"])
+                               errors={name: exc.message}, datasets=_dataset_choices(tool)), 400
     flash(f"Job {job.id} submitted.")
     return redirect(url_for("pages.job", job_id=job.id))
+
+
+def _dataset_ref(value: str) -> dict:
+    """A submitted dataset id as the API's reference (a non-number is left for the tool's
+    check to refuse, by its field)."""
+    value = value.strip()
+    return {"src": "dataset", "id": int(value) if value.isascii() and value.isdigit() else value}
+
+
+def _dataset_choices(tool) -> dict:
+    """For each data param of `tool`: the user's datasets (ok, newest first) of a format it
+    accepts (or a subclass of one)."""
+    params = [p for p in tool.params if p.type == "data"]
+    if not params or not g.user:
+        return {}
+    from muleteer import formats
+    rows, _ = _ctx().store.list_datasets(user_id=g.user["id"], limit=DATASET_CHOICES)
+    return {p.name: [d for d in rows if formats.accepts(p.formats, d.format)] for p in params}
+
+
+@pages.app_template_filter("bytes")
+def _bytes(value):
+    """A size for people: "12 bytes", "10.5 MiB" (as app/static/datasets.js writes it)."""
+    if value is None:
+        return ""
+    n, unit = float(value), 0
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB")
+    while n >= 1024 and unit < len(units) - 1:
+        n, unit = n / 1024, unit + 1
+    return f"{int(value)} bytes" if unit == 0 else f"{n:.{1 if n < 100 else 0}f} {units[unit]}"
+
+
+# -- datasets ---------------------------------------------------------------------------
+@pages.get("/datasets")
+@login_required
+def datasets():
+    """Upload (a file, over the resumable protocol: app/static/upload.js; or pasted text)
+    and the list of my datasets (app/static/datasets.js, from the JSON API)."""
+    from muleteer import formats
+    return render_template("datasets.html", formats=formats.KNOWN, auto=formats.AUTO)
 
 
 # -- jobs -------------------------------------------------------------------------------
@@ -163,8 +213,15 @@ def job(job_id):
             outputs.append({"name": output.name, "label": output.label or output.name,
                             "size": files.regular_size(output.relative_path())})
     owner = accounts().get(row.user_id) if row.user_id else None
+    linked = job_datasets_json(_ctx().store, row, tool)  # {"inputs", "outputs"}: datasets
+    for output in outputs:
+        output["dataset"] = linked["outputs"].pop(output["name"], None)
+    for name, dataset in linked["outputs"].items():  # an output the tool no longer declares
+        outputs.append({"name": name, "label": name, "size": dataset["size"], "dataset": dataset})
+    inputs = [(name, value if isinstance(value, list) else [value])
+              for name, value in linked["inputs"].items()]
     return render_template(
-        "job.html", job=row, tool=tool, params=row.params, outputs=outputs,
+        "job.html", job=row, tool=tool, params=row.params, outputs=outputs, inputs=inputs,
         history=_ctx().store.history(job_id), iso=iso, owner=owner,
         stdout=_tail(row, STDOUT), stderr=_tail(row, STDERR), active=row.active)
 
@@ -172,10 +229,14 @@ def job(job_id):
 def _tail(job: dict, name: str) -> str:
     """The end of stdout or stderr; "" unless it is a regular file reached without following
     a link (the job may have put a link to a server file, or a FIFO, in its place)."""
+    kept = (job.stdout if name == STDOUT else job.stderr) or ""
     if not job.working_directory:
-        return ""
+        return kept[-TAIL_BYTES:]
+    files = JobFiles(job.working_directory)
+    if not files.exists():  # removed by cleanup_job: the end of it was kept in the row
+        return kept[-TAIL_BYTES:]
     try:
-        return JobFiles(job.working_directory).tail(name, TAIL_BYTES)
+        return files.tail(name, TAIL_BYTES)
     except OSError:
         return ""
 
