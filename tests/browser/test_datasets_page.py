@@ -8,8 +8,6 @@ import hashlib
 import os
 import re
 
-import pytest
-
 try:
     from playwright.sync_api import expect
 except ImportError:  # conftest's browser_available skips (or fails) every test, saying why
