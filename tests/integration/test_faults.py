@@ -70,6 +70,22 @@ def assert_each_ran_once(srv, markers, accepted, timeout=180):
     assert len(runs) == total, (len(runs), total)
     twice = {job_id: n for job_id, n in runs.items() if n != 1}
     assert not twice, f"ran more than once: {twice}"
+    assert_one_output_dataset_each(srv)
+
+
+def assert_one_output_dataset_each(srv):
+    """Exactly once extends to outputs: each ok marker job has one `mark` dataset (its own
+    job id inside), whatever handler died, paused or lost its lease on the way."""
+    database = os.path.join(srv.directory, "database", "universe.sqlite")
+    with sqlite3.connect(database, timeout=60) as conn:
+        ok = {row[0] for row in conn.execute("SELECT id FROM job WHERE state = 'ok'")}
+        outputs = conn.execute("SELECT job_id, COUNT(*) FROM job_dataset WHERE role = 'output' "
+                               "GROUP BY job_id").fetchall()
+        datasets = conn.execute("SELECT COUNT(*) FROM dataset WHERE source = 'job'").fetchone()[0]
+    counts = dict(outputs)
+    assert set(counts) == ok, (len(counts), len(ok))
+    assert set(counts.values()) == {1}, {j: n for j, n in counts.items() if n != 1}
+    assert datasets == len(ok)
 
 
 def handler_row(srv, name):
