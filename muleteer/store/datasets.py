@@ -6,7 +6,7 @@ from sqlalchemy import and_, func, select, update
 
 from muleteer.dataset import ROLES, Dataset, DatasetSource, DatasetState
 from muleteer.job import ACTIVE
-from muleteer.models import dataset, job, job_dataset
+from muleteer.models import dataset, galaxy_user, job, job_dataset
 from muleteer.store.database import utcnow
 
 
@@ -35,6 +35,7 @@ class Datasets:
                       create_time=now, update_time=now)
         with self.engine.begin() as conn:
             if quota is not None:
+                self._hold_owner(conn, user_id)
                 usage = self._usage(conn, user_id)
                 if usage + size > quota:
                     raise QuotaExceeded(usage, size, quota)
@@ -116,6 +117,14 @@ class Datasets:
             rows = conn.execute(query.order_by(job_dataset.c.id)).mappings().all()
         return [{k: r[k] for k in ("job_id", "dataset_id", "role", "name", "position")}
                 for r in rows]
+
+    @staticmethod
+    def _hold_owner(conn, user_id: int) -> None:
+        """Serialise quota checks of one user: a write to their row first (PostgreSQL locks
+        the row until commit; SQLite takes its write lock at once), so two uploads at once
+        cannot both pass the same remaining quota."""
+        conn.execute(update(galaxy_user).where(galaxy_user.c.id == user_id)
+                     .values(id=galaxy_user.c.id))
 
     @staticmethod
     def _usage(conn, user_id: int) -> int:

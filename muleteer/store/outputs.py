@@ -52,6 +52,7 @@ class JobOutputs:
                 if row is None:
                     return None
                 if quota is not None:
+                    self._hold_owner(conn, owner)
                     usage = self._usage(conn, owner)
                     size = sum(o.staged.size for o in outputs)
                     if usage + size > quota:

@@ -51,6 +51,31 @@ def test_create_get_list_filters_and_paging(store):
     assert store.get_dataset(10**9) is None
 
 
+def test_uploads_at_once_cannot_both_pass_one_remaining_quota(store):
+    """8 threads each store 60 bytes against a quota of 100: exactly one gets in (the quota
+    check and the insert hold the owner's row: no two pass the same remaining quota)."""
+    import threading
+    alice = _user(store)
+    results, lock = [], threading.Lock()
+
+    def upload():
+        try:
+            _new(store, alice, size=60, quota=100)
+            outcome = "stored"
+        except QuotaExceeded:
+            outcome = "refused"
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=upload) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == ["refused"] * 7 + ["stored"]
+    assert store.disk_usage(alice) == 60
+
+
 def test_usage_quota_and_delete(store):
     alice = _user(store)
     d1 = _new(store, alice, size=60)
