@@ -8,13 +8,14 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from muleteer import uwsgi_env
 from app.accounts import Accounts, ensure_first_admin
 from app.auth import (SessionInterface, TrustedProxies, csrf, load_user, log_without_key,
                       secret_key)
-from muleteer.context import AppContext, build_context
 from app.dispatch import Dispatcher
 from app.headers import security_headers
+from muleteer import uwsgi_env
+from muleteer.context import AppContext, build_context
+from muleteer.dataset_files import DatasetFiles
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None,
     app.register_blueprint(pages)
     _register_error_pages(app)
     _first_admin(accounts, config)
+    stale = DatasetFiles(config.file_path).remove_stale_incoming()
+    if stale:
+        log.warning("removed %d unfinished upload file(s) older than a day from %s/incoming",
+                    stale, config.file_path)
 
     def after_fork():
         # Pooled connections must not cross a fork.

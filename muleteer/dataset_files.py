@@ -20,6 +20,7 @@ import errno
 import hashlib
 import os
 import stat
+import time
 
 from muleteer.job_files import JobDirectoryError, private_directory
 
@@ -96,6 +97,24 @@ class DatasetFiles:
         """The dataset's absolute path (for a job's command line or nginx; never opened
         by the server through it: open() reaches it without links)."""
         return os.path.join(os.path.realpath(self.root), relative_path(dataset_id))
+
+    def remove_stale_incoming(self, older_than: float = 24 * 3600) -> int:
+        """Remove staged bytes left by a process that died mid-upload (a day old: no upload
+        in progress is); returns how many. Entries are unlinked, never followed."""
+        directory = os.path.join(self.root, INCOMING)
+        removed, now = 0, time.time()
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                    os.unlink(entry.path)
+                    removed += 1
+            except (FileNotFoundError, IsADirectoryError, PermissionError):
+                continue
+        return removed
 
     # -- writing ------------------------------------------------------------------------
     def _incoming(self) -> str:

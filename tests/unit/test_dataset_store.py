@@ -265,3 +265,19 @@ def test_clear_mismatches_are_refused_saying_what_the_content_is():
     assert formats.is_bam(_bam()) and not formats.is_bam(gzip.compress(b"nope"))
     assert formats.tab_columns(b"#c\na\tb\tc\n1\t2\t3\n") == 3
     assert formats.tab_columns(b"a\tb\n1\t2\t3\n") is None
+
+
+def test_stale_incoming_files_are_removed_and_fresh_ones_kept(tmp_path):
+    import os
+    import time
+    files = DatasetFiles(str(tmp_path / "files"))
+    stale = files.stage(io.BytesIO(b"left by a dead upload"))
+    fresh = files.stage(io.BytesIO(b"an upload in progress"))
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale.path, (day_ago, day_ago))
+    os.symlink("/etc/passwd", os.path.join(os.path.dirname(stale.path), "link"))
+    os.utime(os.path.join(os.path.dirname(stale.path), "link"), (day_ago, day_ago),
+             follow_symlinks=False)
+    assert files.remove_stale_incoming() == 2  # the stale file and the old link itself
+    assert not os.path.exists(stale.path) and os.path.exists(fresh.path)
+    assert os.path.exists("/etc/passwd")
