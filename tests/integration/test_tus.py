@@ -272,3 +272,35 @@ def test_a_finished_upload_becomes_a_dataset_that_reads_back_byte_for_byte(serve
     assert not os.path.exists(os.path.join(server.directory, "database", "tus", key))
     again = server.http.post(server.url + "/api/datasets", json={"upload_id": key}, timeout=30)
     assert again.status_code == 404
+
+
+def test_a_resumable_upload_through_the_shipped_nginx_config(tmp_path, big_file):
+    """contrib/nginx/muleteer.conf lets tus chunks (4 MiB) and one-request dataset uploads
+    through (its 2m limit is for everything else), and the dataset reads back whole."""
+    import hashlib
+    from tests.support.nginx_server import serve_stack
+    stack = serve_stack(str(tmp_path))
+    server, nginx = next(stack)
+    try:
+        if nginx is None:
+            pytest.skip("nginx is not installed (scripts/nginx-install)")
+        client = tus_client.TusClient(nginx.url + ENDPOINT, headers={"x-api-key": server.api_key})
+        uploader = client.uploader(big_file, chunk_size=4 * MiB)
+        uploader.upload()
+        made = server.http.post(nginx.url + "/api/datasets", timeout=120,
+                                json={"upload_id": upload_id(uploader.url), "format": "data"})
+        assert made.status_code == 201, made.text
+        three_mib = server.http.post(nginx.url + "/api/datasets", timeout=60,
+                                     files={"file": ("three.bin", os.urandom(3 * MiB))},
+                                     data={"format": "data"})
+        assert three_mib.status_code == 201, three_mib.text
+        too_big = server.http.post(nginx.url + "/api/jobs", data=b"x" * (3 * MiB), timeout=30,
+                                   headers={"Content-Type": "application/json"})
+        assert too_big.status_code == 413  # everything else keeps nginx's 2m limit
+        with server.http.get(f"{nginx.url}/api/datasets/{made.json()['id']}/display",
+                             timeout=120) as answer:
+            digest = hashlib.sha256(answer.content).hexdigest()
+        with open(big_file, "rb") as fh:
+            assert digest == hashlib.file_digest(fh, "sha256").hexdigest()
+    finally:
+        stack.close()
