@@ -161,12 +161,12 @@ def store_upload(ctx, owner: dict, stream, *, name: str, format: str) -> Dataset
 
 
 def store_upload_file(ctx, owner: dict, path: str, *, name: str, format: str) -> Dataset:
-    """A finished upload file of the server's (e.g. a completed tus upload at `path`) -> a
-    new dataset of `owner`, as store_upload (no max_upload_size: resumable uploads are for
-    larger files). `path` itself is left in place (the caller removes it); it is opened
-    without following a link and must be a regular file. Raises ApiError."""
+    """A finished upload file of the server's (a completed tus upload at `path`) -> a new
+    dataset of `owner`, as store_upload (no max_upload_size: resumable uploads are for
+    larger files). The file is moved, not copied (it is opened without following a link and
+    must be a regular file); refused, it is put back at `path`. Raises ApiError."""
     try:
-        staged = DatasetFiles(ctx.config.file_path).stage_file(path)
+        staged = DatasetFiles(ctx.config.file_path).adopt_file(path)
     except DiskFull as exc:
         raise ApiError(507, str(exc), "upload_id") from None
     except DatasetFileError as exc:

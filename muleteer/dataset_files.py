@@ -68,8 +68,10 @@ def peek(head: bytes) -> str | None:
 class Staged:
     """New bytes, complete and fsync'ed under a temporary name, not yet a dataset."""
 
-    def __init__(self, files: "DatasetFiles", path: str, size: int, sha256: str, head: bytes):
+    def __init__(self, files: "DatasetFiles", path: str, size: int, sha256: str, head: bytes,
+                 origin: str | None = None):
         self.files, self.path, self.size, self.sha256, self.head = files, path, size, sha256, head
+        self.origin = origin  # where adopted bytes came from: they go back there if refused
 
     @property
     def peek(self) -> str | None:
@@ -77,7 +79,10 @@ class Staged:
 
     def discard(self) -> None:
         try:
-            os.unlink(self.path)
+            if self.origin is not None:
+                os.rename(self.path, self.origin)  # a refused upload stays an upload
+            else:
+                os.unlink(self.path)
         except FileNotFoundError:
             pass
 
@@ -153,18 +158,43 @@ class DatasetFiles:
             raise
         return Staged(self, path, size, digest.hexdigest(), bytes(head))
 
-    def stage_file(self, source: str, limit: int | None = None) -> Staged:
-        """A finished file of the server's (e.g. a resumable upload) as new bytes: opened
-        without following a link, a regular file only, copied into a temporary file."""
+    def adopt_file(self, source: str) -> Staged:
+        """A finished file of the server's (a resumable upload) taken over without copying:
+        renamed into incoming/ (copied instead from another filesystem) and hashed by
+        reading it once. If it is not stored after all, discard() puts it back."""
         try:
             fd = os.open(source, _READ_FLAGS)
         except OSError as exc:
             raise DatasetFileError(f"cannot open {source}: {exc.strerror}") from None
         with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
                 raise DatasetFileError(f"{source} is not a regular file")
             os.set_blocking(fd, True)
-            return self.stage(fh, limit)
+            directory = self._incoming()
+            placeholder, target = self._temporary(directory)
+            os.close(placeholder)
+            try:
+                os.rename(source, target)
+            except OSError as exc:
+                _unlink(target)
+                if exc.errno == errno.EXDEV:
+                    return self.stage(fh)
+                raise
+            moved = os.lstat(target)
+            if (moved.st_dev, moved.st_ino) != (opened.st_dev, opened.st_ino):
+                os.rename(target, source)
+                raise DatasetFileError(f"{source} changed while it was being stored")
+            digest, size, head = hashlib.sha256(), 0, bytearray()
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                digest.update(chunk)
+                if len(head) < HEAD_BYTES:
+                    head += chunk[:HEAD_BYTES - len(head)]
+        return Staged(self, target, size, digest.hexdigest(), bytes(head), origin=source)
 
     @staticmethod
     def _temporary(directory: str) -> tuple[int, str]:

@@ -176,15 +176,22 @@ def test_open_refuses_links_and_non_files(tmp_path):
     assert files.open(1) is None and files.open(2) is None and files.open(3) is None
 
 
-def test_stage_file_refuses_a_link(tmp_path):
+def test_adopting_a_finished_upload_moves_it_and_puts_it_back_if_refused(tmp_path):
+    import hashlib
     from muleteer.dataset_files import DatasetFileError
     files = DatasetFiles(str(tmp_path / "files"))
     (tmp_path / "real").write_bytes(b"abc")
     os.symlink(tmp_path / "real", tmp_path / "link")
     with pytest.raises(DatasetFileError):
-        files.stage_file(str(tmp_path / "link"))
-    with files.stage_file(str(tmp_path / "real")) as staged:
-        assert staged.size == 3
+        files.adopt_file(str(tmp_path / "link"))
+    with files.adopt_file(str(tmp_path / "real")) as staged:  # refused: discarded
+        assert (staged.size, staged.sha256) == (3, hashlib.sha256(b"abc").hexdigest())
+        assert not (tmp_path / "real").exists()  # moved, not copied
+    assert (tmp_path / "real").read_bytes() == b"abc"  # back where it was
+    staged = files.adopt_file(str(tmp_path / "real"))
+    files.commit(staged, 5)
+    staged.discard()  # after a commit there is nothing to put back
+    assert files.open(5).read() == b"abc" and not (tmp_path / "real").exists()
 
 
 @pytest.fixture
