@@ -15,8 +15,10 @@ one's writes. It prints, median of --repeat:
 
 - Upload: tus with tuspy (4 MiB chunks: creation + PATCHes), then the finishing
   POST /api/datasets {"upload_id", "format": "data"} (it copies the upload into file_path),
-  straight to B's uWSGI http and through A's nginx: seconds of each part, MB/s of the
-  total and its ratio to the floor, a plain `cp` of the same file into database/ (also
+  straight to B's uWSGI http and through A's nginx: seconds of each part (of the round
+  with the median total), MB/s of the total and its ratio to the floor, CPU seconds of
+  the web workers, of the front (uWSGI's http router + fastrouter, or nginx) and of this
+  client during it. The floor: a plain `cp` of the same file into database/ (also
   shown: cp followed by fsync, as the server fsyncs what it stores). Target >= 0.5.
 - The web workers' RSS during each upload (VmRSS of every worker, from GET /api/handlers
   rows with strategy "web", sampled every 0.2 s): the largest growth over the RSS just
@@ -47,10 +49,9 @@ import time
 import requests
 from tusclient import client as tus_client
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.support
 from muleteer.dataset_files import relative_path  # noqa: E402
-from tests.support.nginx_server import NGINX, start_stack  # noqa: E402
-from tests.support.uwsgi_server import UwsgiServer  # noqa: E402
+from tests.support.nginx_server import NGINX, start_stack
+from tests.support.uwsgi_server import UwsgiServer
 
 TUS_PATH = "/api/upload/resumable_upload/"
 CHUNK = 4 * 2**20
@@ -369,10 +370,11 @@ def main() -> int:
                   f"{cp_s / cp_sync_s:6.2f}")
             for name, *_ in fronts:
                 rs = rounds[name]
-                cpu = [median(r["cpu"][i] for r in rs) for i in range(3)]
-                total = median(r["total"] for r in rs)
+                mid = sorted(rs, key=lambda r: r["total"])[(len(rs) - 1) // 2]  # the median round
+                cpu = mid["cpu"]
+                total = mid["total"]
                 growth = max(r["rss_growth"] for r in rs)
-                print(f"  {name:<24}{median(r['tus'] for r in rs):7.2f}{median(r['finish'] for r in rs):8.2f}"
+                print(f"  {name:<24}{mid['tus']:7.2f}{mid['finish']:8.2f}"
                       f"{total:8.2f}{mb / total:7.0f}{cp_s / total:6.2f}"
                       f"{cpu[0]:16.1f}{cpu[1]:6.1f}{cpu[2]:7.1f}   +{growth:.1f} MiB "
                       f"({max(r['rss_peak'] for r in rs):.0f} MiB; {sum(r['samples'] for r in rs)} samples)")
