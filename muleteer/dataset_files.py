@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import stat
 import time
 
 from muleteer.job_files import JobDirectoryError, private_directory
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 INCOMING = "incoming"
@@ -209,7 +212,10 @@ class DatasetFiles:
 
     def commit(self, staged: Staged, dataset_id: int) -> str:
         """Rename staged bytes to dataset `dataset_id`'s name (atomic; same filesystem).
-        A file already there is never replaced (it would be another dataset's)."""
+        Called inside the transaction that inserts the dataset's row, so no committed
+        dataset has this id: a file already under its name was left by a transaction that
+        died after its rename and before its commit (SQLite then gives the id out again),
+        and is replaced."""
         final = os.path.join(self.root, relative_path(dataset_id))
         try:
             private_directory(os.path.dirname(final))
@@ -221,8 +227,8 @@ class DatasetFiles:
                                f"the dataset was not stored") from None
             raise
         if os.path.lexists(final):
-            raise DatasetFileError(f"{final} already exists: refusing to replace it")
-        os.rename(staged.path, final)
+            log.warning("%s was left by a transaction that did not commit: replacing it", final)
+        os.replace(staged.path, final)
         _fsync_directory(os.path.dirname(final))
         return final
 

@@ -288,3 +288,20 @@ def test_stale_incoming_files_are_removed_and_fresh_ones_kept(tmp_path):
     assert files.remove_stale_incoming() == 2  # the stale file and the old link itself
     assert not os.path.exists(stale.path) and os.path.exists(fresh.path)
     assert os.path.exists("/etc/passwd")
+
+
+def test_a_file_left_by_an_uncommitted_dataset_does_not_block_its_id(store, tmp_path):
+    """A process that died after renaming a dataset's bytes into place but before its
+    commit leaves a file under an id SQLite then gives out again: the next dataset of that
+    id replaces it (found by stopping a server with jobs in flight)."""
+    alice = _user(store)
+    files = DatasetFiles(str(tmp_path / "files"))
+    first = create_dataset(store, files, files.stage(io.BytesIO(b"one")), user_id=alice,
+                           name="one", format="txt")
+    leftover = files.path(first.id + 1)
+    with open(leftover, "wb") as fh:
+        fh.write(b"left by a transaction that died")
+    second = create_dataset(store, files, files.stage(io.BytesIO(b"two")), user_id=alice,
+                            name="two", format="txt")
+    assert second.id == first.id + 1
+    assert files.open(second.id).read() == b"two"
