@@ -33,13 +33,16 @@ TERMINAL = frozenset({JobState.OK, JobState.ERROR, JobState.DELETED})
 ACTIVE = frozenset(set(JobState) - TERMINAL)
 
 # Every move a job may make. NEW <- QUEUED/RUNNING is a resubmission (a new attempt);
+# QUEUED <- RUNNING a start that never happened (see mules/runners/local.py);
 # a job whose cancel was asked for (DELETING) that ends is DELETED, whatever its end.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.NEW: frozenset({JobState.QUEUED, JobState.DELETED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.OK, JobState.ERROR,
                                 JobState.DELETING, JobState.DELETED, JobState.NEW}),
+    # RUNNING -> QUEUED: recorded running, but its script never passed its gate (its
+    # handler died in between): to be started again.
     JobState.RUNNING: frozenset({JobState.OK, JobState.ERROR, JobState.DELETING,
-                                 JobState.DELETED, JobState.NEW}),
+                                 JobState.DELETED, JobState.NEW, JobState.QUEUED}),
     JobState.DELETING: frozenset({JobState.DELETED}),
     JobState.OK: frozenset(),
     JobState.ERROR: frozenset(),

@@ -31,6 +31,7 @@ STDOUT = "stdout"
 STDERR = "stderr"
 EXIT_CODE = "exit_code"
 PID = "pid"
+NOT_STARTED = "not_started"  # not_started.<pid>: that gated script exited before its go
 LOG = "job.log"
 OUTPUTS = "outputs"
 
@@ -141,7 +142,10 @@ class JobFiles:
         if gated:
             lines += [
                 "# Wait for the handler's go: it gives it only while it still holds the job.",
-                f'IFS= read -r -u {GATE_FD} go 2>/dev/null && [ "$go" = go ] || exit 75',
+                "# Without it the tool never runs, and the file named by this process's pid",
+                "# tells a recovering handler so.",
+                f'IFS= read -r -u {GATE_FD} go 2>/dev/null && [ "$go" = go ] || '
+                f'{{ : > {shlex.quote(self.path(NOT_STARTED))}.$$; exit 75; }}',
                 f"exec {GATE_FD}<&-"]
         lines.append(f"echo $$ > {shlex.quote(self.path(PID))}")
         if config.umask is not None:
@@ -265,6 +269,10 @@ class JobFiles:
                 return None
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 1.0)
+
+    def never_started(self, pid) -> bool:
+        """Whether the gated script of process `pid` exited at its gate, its tool not run."""
+        return pid is not None and self.is_regular(f"{NOT_STARTED}.{int(pid)}")
 
     def pid(self) -> int | None:
         text = self.read_small(PID)

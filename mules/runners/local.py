@@ -80,7 +80,23 @@ class LocalRunner(BaseRunner):
         timer.daemon = True
         timer.start()
 
+    def _start_again(self, job, destination):
+        """Recorded running, but its script exited at its gate (the handler that started it
+        died before saying go): the tool never ran, so it is started again."""
+        row = self.store.transition(job.id, JobState.QUEUED, from_states=(JobState.RUNNING,),
+                                    handler=self.handler_name, lease=job.lease,
+                                    external_id=None, start_time=None,
+                                    info="its handler stopped before its tool started: "
+                                         "starting it again")
+        if row:
+            log.info("job %s: never started (pid %s exited at its gate); starting it again",
+                     job.id, job.external_id)
+            self.submit(row, destination)
+
     def _ended(self, job, files):
+        if job.external_id and files.exit_code() is None and files.never_started(job.external_id):
+            self._start_again(job, self.ctx.job_conf.resolve_destination(job.destination_id))
+            return
         over = self._over_limit.pop(job.id, None)
         if over:
             self.lifecycle.failed(job, over[1], over[0])
@@ -100,6 +116,8 @@ class LocalRunner(BaseRunner):
         pid = int(job.external_id) if job.external_id else files.pid()
         if files.exit_code() is not None:
             self.finish(job, files, wait=0)
+        elif files.never_started(pid):
+            self._start_again(job, destination)
         elif pid and _is_job_process(pid, files.path(SCRIPT)):
             log.info("job %s: re-attached to pid %s", job.id, pid)
             if job.state == JobState.QUEUED:

@@ -144,3 +144,35 @@ def test_silence_is_counted_only_while_the_observer_could_write(local_ctx, monke
         me.heartbeat()
     store.heartbeat("quiet", ("quiet", "t"), "webless")
     assert me.silent_handlers() == {}
+
+
+def test_a_handler_that_died_between_running_and_go_gets_its_job_started_again(
+        local_ctx, start_runner, new_job, tmp_path, wait_state, wait_for):
+    """The handler recorded the job running and died before writing the go: the script
+    exits at its gate (its pipe closed) leaving not_started.<pid>; the recovering handler
+    starts the job again, and its tool runs once."""
+    import subprocess
+    marker = tmp_path / "ran"
+    job = new_job("cat_lines", {"text": "x"})
+    local_ctx.store.update_job(job.id, command_line=f"echo once >> {marker}")
+    job = local_ctx.store.get_job(job.id)
+    files = JobFiles(working_directory(local_ctx.config.job_working_directory, job.id))
+    local_ctx.store.update_job(job.id, working_directory=files.directory)
+    files.create()
+    files.write_script(job, local_ctx.job_conf.resolve_destination("local"), local_ctx.config,
+                       gated=True)
+    gate_read, gate_write = os.pipe()
+    script = subprocess.Popen(["/bin/bash", files.path("job.sh")], pass_fds=(gate_read,),
+                              preexec_fn=lambda: os.dup2(gate_read, 3), start_new_session=True)
+    os.close(gate_read)
+    job = local_ctx.store.transition(job.id, JobState.RUNNING, handler=HANDLER,
+                                     lease=job.lease, external_id=str(script.pid))
+    os.close(gate_write)  # the handler dies: no go
+    assert script.wait(timeout=10) == 75
+    assert files.never_started(script.pid) and not marker.exists()
+    runner = start_runner()
+    runner.recover(local_ctx.store.get_job(job.id), local_ctx.job_conf.resolve_destination("local"))
+    row = wait_state(job.id, JobState.OK, JobState.ERROR)
+    assert row.state == JobState.OK, row.info
+    assert marker.read_text() == "once\n"
+    assert JobState.QUEUED in [h["state"] for h in local_ctx.store.history(job.id)][3:]
