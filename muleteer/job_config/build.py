@@ -217,13 +217,18 @@ class _Builder:
                 known = ", ".join(p.name for p in spec.plugin_params) or "none"
                 self.fail((*keys, name), f"unknown plugin param of runner {spec.type!r} "
                                          f"(known: {known})")
-            if param.name in checked:
-                self.fail((*keys, name), f"{param.name!r} is given twice")
-            try:
-                checked[param.name] = param.coerce(value)
-            except ValueError as exc:
-                self.fail((*keys, name), str(exc), value)
+            self.checked_value(checked, param, value, (*keys, name))
         return checked
+
+    def checked_value(self, checked: dict, param, value, keys) -> None:
+        """Put `value`, typed by `param`, in `checked`; a param given twice (by two of its
+        names) or a value of the wrong type fails naming `keys`."""
+        if param.name in checked:
+            self.fail(keys, f"{param.name!r} is given twice")
+        try:
+            checked[param.name] = param.coerce(value)
+        except ValueError as exc:
+            self.fail(keys, str(exc), value)
 
     def attach_plugin(self, runner, keys, plugins) -> Plugin:
         if runner in plugins:
@@ -321,12 +326,7 @@ class _Builder:
                                          f"(known: {known or 'none'}): no runner reads it")
                 checked[name] = value
                 continue
-            if param.name in checked:
-                self.fail((*keys, name), f"{param.name!r} is given twice")
-            try:
-                checked[param.name] = param.coerce(value)
-            except ValueError as exc:
-                self.fail((*keys, name), str(exc), value)
+            self.checked_value(checked, param, value, (*keys, name))
         return checked
 
     def env_item(self, item, keys) -> dict:
