@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from muleteer.tools import MAX_TEXT, ParamError, ToolError, load_tool, load_tools
+from muleteer.tools_legacy import MAX_TEXT, ParamError, ToolError, load_tool, load_tools
 
 ALL_TYPES = """
 <tool id="all_types" name="All types" version="2.0">

@@ -46,17 +46,7 @@ _TOOL_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class ToolError(Exception):
-    """A tool file is invalid; the message names the file and line."""
-
-
-class ParamError(ValueError):
-    """A submitted parameter is bad; `field` names it for the client."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+from muleteer.tools.errors import ParamError, ToolError  # noqa: E402
 
 
 @dataclass
