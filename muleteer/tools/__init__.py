@@ -5,5 +5,3 @@ model.py (the typed tool), load.py (one wrapper) and toolbox.py (the panel), par
 (was it an error), outputs.py (which outputs, of which format).
 """
 from muleteer.tools.errors import ParamError, ToolError  # noqa: F401
-# Until the new loader is wired in (issue 12 in progress): the old subset's loader.
-from muleteer.tools_legacy import Tool, load_tool, load_tools  # noqa: F401,E402
