@@ -56,6 +56,7 @@ def dataset_json(ds: Dataset, full: bool = False) -> dict:
     d = {"id": ds.id, "name": ds.name, "format": ds.format, "size": ds.size,
          "sha256": ds.sha256, "state": str(ds.state), "source": str(ds.source),
          "job_id": ds.job_id, "output_name": ds.output_name, "peek": ds.peek,
+         "metadata": ds.metadata,
          "create_time": iso(ds.create_time), "update_time": iso(ds.update_time),
          "url": url_for("api.show_dataset", dataset_id=ds.id),
          "display_url": url_for("api.display_dataset", dataset_id=ds.id)}

@@ -6,7 +6,8 @@ the row): an upload in progress, or one that failed, has no row at all.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
 
@@ -45,14 +46,24 @@ class Dataset:
     job_id: int | None = None
     output_name: str | None = None
     peek: str | None = None  # the first lines of a text file; None for binary content
+    # Galaxy's metadata (columns, data_lines...: muleteer/dataset_metadata.py). Not hashed:
+    # a dict cannot be.
+    metadata: dict = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_row(cls, row) -> "Dataset":
         values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
         values["state"] = DatasetState(values["state"])
         values["source"] = DatasetSource(values["source"])
+        if "metadata" in values:
+            values["metadata"] = json.loads(values["metadata"] or "{}")
         return cls(**values)
 
     @property
     def deleted(self) -> bool:
         return self.state is DatasetState.DELETED
+
+
+def metadata_json(metadata: dict) -> str:
+    """A dataset's metadata as its row keeps it (the `metadata` column, text)."""
+    return json.dumps(metadata, separators=(",", ":"), sort_keys=True)

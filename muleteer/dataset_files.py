@@ -23,6 +23,7 @@ import os
 import stat
 import time
 
+from muleteer.dataset_metadata import LineScanner, Scan, metadata_for
 from muleteer.job_files import JobDirectoryError, private_directory
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,11 @@ class Staged:
     """New bytes, complete and fsync'ed under a temporary name, not yet a dataset."""
 
     def __init__(self, files: "DatasetFiles", path: str, size: int, sha256: str, head: bytes,
-                 origin: str | None = None):
+                 origin: str | None = None, scan: Scan | None = None):
         self.files, self.path, self.size, self.sha256, self.head = files, path, size, sha256, head
         self.origin = origin  # where adopted bytes came from: they go back there if refused
+        # Lines and columns, for the metadata its format keeps (dataset_metadata.metadata_for).
+        self.scan = scan
 
     @property
     def peek(self) -> str | None:
@@ -136,7 +139,7 @@ class DatasetFiles:
         hashing it. Over `limit` bytes: TooLarge; no space: DiskFull; nothing kept."""
         directory = self._incoming()
         fd, path = self._temporary(directory)
-        digest, size, head = hashlib.sha256(), 0, bytearray()
+        digest, size, head, scanner = hashlib.sha256(), 0, bytearray(), LineScanner()
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
                 while True:
@@ -147,6 +150,7 @@ class DatasetFiles:
                     if limit is not None and size > limit:
                         raise TooLarge(limit)
                     digest.update(chunk)
+                    scanner.feed(chunk)
                     if len(head) < HEAD_BYTES:
                         head += chunk[:HEAD_BYTES - len(head)]
                     view = memoryview(chunk)
@@ -159,7 +163,7 @@ class DatasetFiles:
                 raise DiskFull(f"no space left on the disk of file_path ({self.root}): "
                                f"the dataset was not stored") from None
             raise
-        return Staged(self, path, size, digest.hexdigest(), bytes(head))
+        return Staged(self, path, size, digest.hexdigest(), bytes(head), scan=scanner.finish())
 
     def adopt_file(self, source: str) -> Staged:
         """A finished file of the server's (a resumable upload) taken over without copying:
@@ -188,16 +192,18 @@ class DatasetFiles:
             if (moved.st_dev, moved.st_ino) != (opened.st_dev, opened.st_ino):
                 os.rename(target, source)
                 raise DatasetFileError(f"{source} changed while it was being stored")
-            digest, size, head = hashlib.sha256(), 0, bytearray()
+            digest, size, head, scanner = hashlib.sha256(), 0, bytearray(), LineScanner()
             while True:
                 chunk = fh.read(CHUNK)
                 if not chunk:
                     break
                 size += len(chunk)
                 digest.update(chunk)
+                scanner.feed(chunk)
                 if len(head) < HEAD_BYTES:
                     head += chunk[:HEAD_BYTES - len(head)]
-        return Staged(self, target, size, digest.hexdigest(), bytes(head), origin=source)
+        return Staged(self, target, size, digest.hexdigest(), bytes(head), origin=source,
+                      scan=scanner.finish())
 
     @staticmethod
     def _temporary(directory: str) -> tuple[int, str]:
@@ -284,8 +290,9 @@ def _fsync_directory(path: str) -> None:
 def create_dataset(store, files: DatasetFiles, staged: Staged, *, user_id: int, name: str,
                    format: str, quota: int | None = None, source: str = "upload",
                    job_id: int | None = None, output_name: str | None = None):
-    """Staged bytes -> a dataset of `user_id` (muleteer.dataset.Dataset): the row and the
-    rename to its final name in one transaction. On any failure (QuotaExceeded included)
+    """Staged bytes -> a dataset of `user_id` (muleteer.dataset.Dataset): the row (with
+    the metadata `format` keeps of the staged scan) and the rename to its final name in
+    one transaction. On any failure (QuotaExceeded included)
     there is neither a row nor a file under the dataset's name; the staged file is the
     caller's to discard (`with staged:`)."""
     placed = []
@@ -296,7 +303,8 @@ def create_dataset(store, files: DatasetFiles, staged: Staged, *, user_id: int, 
     try:
         return store.create_dataset(user_id=user_id, name=name, format=format, size=staged.size,
                                     sha256=staged.sha256, source=source, job_id=job_id,
-                                    output_name=output_name, peek=staged.peek, quota=quota,
+                                    output_name=output_name, peek=staged.peek,
+                                    metadata=metadata_for(format, staged.scan), quota=quota,
                                     place=place)
     except BaseException:
         for path in placed:  # renamed, but the row was not committed

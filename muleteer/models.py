@@ -137,6 +137,9 @@ dataset = Table(
     Column("job_id", Integer, ForeignKey("job.id")),  # a job output's provenance
     Column("output_name", String(255)),
     Column("peek", Text),
+    # Galaxy's dataset metadata, JSON: columns, data_lines... (muleteer/dataset_metadata.py;
+    # migration 0009).
+    Column("metadata", Text, nullable=False, default="{}", server_default="{}"),
     Index("ix_dataset_user_state", "user_id", "state"),
 )
 

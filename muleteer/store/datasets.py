@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import and_, func, select, update
 
-from muleteer.dataset import ROLES, Dataset, DatasetSource, DatasetState
+from muleteer.dataset import ROLES, Dataset, DatasetSource, DatasetState, metadata_json
 from muleteer.job import ACTIVE
 from muleteer.models import dataset, galaxy_user, job, job_dataset
 from muleteer.store.database import utcnow
@@ -23,7 +23,8 @@ class Datasets:
     def create_dataset(self, *, user_id: int, name: str, format: str, size: int, sha256: str,
                        source: str = "upload", job_id: int | None = None,
                        output_name: str | None = None, peek: str | None = None,
-                       quota: int | None = None, place=None) -> Dataset:
+                       metadata: dict | None = None, quota: int | None = None,
+                       place=None) -> Dataset:
         """Write a dataset's row. `place(dataset_id)` (dataset_files: rename the staged
         bytes to their final name) runs inside the transaction, so the row is committed only
         with its bytes in place, and a failing `place` writes no row. With a `quota`, the
@@ -32,7 +33,7 @@ class Datasets:
         values = dict(user_id=user_id, name=name, format=format, size=size, sha256=sha256,
                       state=str(DatasetState.OK), source=str(DatasetSource(source)),
                       job_id=job_id, output_name=output_name, peek=peek,
-                      create_time=now, update_time=now)
+                      metadata=metadata_json(metadata or {}), create_time=now, update_time=now)
         with self.engine.begin() as conn:
             if quota is not None:
                 self._hold_owner(conn, user_id)

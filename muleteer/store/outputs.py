@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, update
 
-from muleteer.dataset import DatasetSource, DatasetState
+from muleteer.dataset import DatasetSource, DatasetState, metadata_json
+from muleteer.dataset_metadata import metadata_for
 from muleteer.job import Job, JobState
 from muleteer.models import dataset, job, job_dataset, job_state_history
 from muleteer.store.database import utcnow
@@ -26,6 +27,11 @@ class NewOutput:
     label: str         # the dataset's name
     format: str
     staged: object
+
+    @property
+    def metadata(self) -> dict:
+        """What a dataset of this format keeps of the scan made while it was staged."""
+        return metadata_for(self.format, self.staged.scan)
 
 
 class JobOutputs:
@@ -65,7 +71,7 @@ class JobOutputs:
                         size=output.staged.size, sha256=output.staged.sha256,
                         state=str(DatasetState.OK), source=str(DatasetSource.JOB),
                         job_id=job_id, output_name=output.name, peek=output.staged.peek,
-                        create_time=now, update_time=now)).inserted_primary_key[0]
+                        metadata=metadata_json(output.metadata), create_time=now, update_time=now)).inserted_primary_key[0]
                     conn.execute(insert(job_dataset).values(
                         job_id=job_id, dataset_id=dataset_id, role="output", name=output.name,
                         position=0))
