@@ -13,7 +13,10 @@ from app.accounts import AccountError
 from app.auth import accounts, current_owner, is_admin, unauthorized_json, visible_job
 from app.job_json import job_datasets_json, job_json
 from muleteer.store import iso
-from muleteer.tools import ParamError
+from muleteer.job_outputs import relative_path
+from muleteer.tools.errors import ParamError
+from muleteer.tools.params import check_params
+from app.tool_json import tool_json, tool_summary
 from muleteer.job_files import STDERR, STDOUT, JobFiles
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -166,21 +169,30 @@ def submit_job():
         raise ApiError(400, "the request body must be a JSON object such as "
                             '{"tool_id": "cat_lines", "params": {...}}, not '
                             f"{'null' if body is None else type(body).__name__}", "body")
-    unknown = sorted(set(body) - {"tool_id", "params", "client_request_id"})
+    unknown = sorted(set(body) - {"tool_id", "tool_version", "params", "inputs",
+                                  "client_request_id"})
     if unknown:
         names = ", ".join(_short(k) for k in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise ApiError(400, f"unknown field(s) {names} "
-                            "(expected tool_id, params and client_request_id)", _short(unknown[0]))
+        raise ApiError(400, f"unknown field(s) {names} (expected tool_id, tool_version, params "
+                            "and client_request_id)", _short(unknown[0]))
+    if "params" in body and "inputs" in body:
+        raise ApiError(400, "send params or inputs (Galaxy's name for them), not both", "inputs")
     idempotency_key = _idempotency_key(body)
     tool_id = body.get("tool_id")
     if not isinstance(tool_id, str) or not tool_id:
         raise ApiError(400, "tool_id is required and must be a tool id (see GET /api/tools)", "tool_id")
+    version = body.get("tool_version")
+    if version is not None and (not isinstance(version, str) or not version):
+        raise ApiError(400, "tool_version must be a version of the tool, as text", "tool_version")
     ctx = _ctx()
-    tool = ctx.tools.get(tool_id)
+    tool = ctx.tools.get(tool_id, version)
     if tool is None:
+        if version is not None and tool_id in ctx.tools:
+            raise ApiError(400, f"tool {tool_id!r} has no version {_short(version)!r} (its "
+                                f"versions: {', '.join(ctx.tools.versions(tool_id))})", "tool_version")
         raise ApiError(400, f"no tool {tool_id!r} (see GET /api/tools)", "tool_id")
     try:
-        values = tool.validate(body.get("params"))
+        values = check_params(tool, body.get("params", body.get("inputs")))
         job, created = submission.submit(ctx, _dispatcher(), tool, values,
                                          current_owner()["id"], idempotency_key=idempotency_key)
     except ParamError as exc:
@@ -232,7 +244,7 @@ def show_job(job_id):
         d.pop("command_line")  # admins only: it shows paths of the server
     d["history"] = [{"state": h["state"], "handler": h["handler"], "info": h["info"],
                      "time": iso(h["create_time"])} for h in _ctx().store.history(job_id)]
-    d.update(job_datasets_json(_ctx().store, job, _ctx().tools.get(job.tool_id)))
+    d.update(job_datasets_json(_ctx().store, job, _ctx().tools.get(job.tool_id, job.tool_version)))
     return jsonify(d)
 
 
@@ -259,18 +271,18 @@ def _job_text(job_id, name):
 @api.get("/jobs/<id:job_id>/outputs/<name>")
 def job_output(job_id, name):
     job = _job_or_404(job_id)
-    tool = _ctx().tools.get(job.tool_id)
+    tool = _ctx().tools.get(job.tool_id, job.tool_version)
     output = tool.output(name) if tool else None
     if output is None:
         raise ApiError(404, f"job {job_id} has no output {name!r}", "name")
-    fh = _inside(job, output.relative_path())
+    fh = _inside(job, relative_path(output))
     if fh is None:
         # The job directory may be gone (cleanup_job): the output lives on as a dataset.
         stored = job_datasets_json(_ctx().store, job)["outputs"].get(name)
         if stored is not None:
             return redirect(url_for("api.display_dataset", dataset_id=stored["id"]))
         raise ApiError(404, f"output {name!r} of job {job_id} does not exist (job state: {job.state})")
-    return _send(job, output.relative_path(), fh, as_attachment=True)
+    return _send(job, relative_path(output), fh, as_attachment=True)
 
 
 def _send(job, relative: str, fh, mimetype: str | None = None, as_attachment: bool = False):
@@ -325,15 +337,17 @@ def cancel_job(job_id):
 # -- tools and handlers -------------------------------------------------------------
 @api.get("/tools")
 def list_tools():
-    return jsonify([t.describe() for t in sorted(_ctx().tools.values(), key=lambda t: t.id)])
+    return jsonify([tool_summary(t) for t in sorted(_ctx().tools.values(), key=lambda t: t.id)])
 
 
 @api.get("/tools/<tool_id>")
 def show_tool(tool_id):
-    tool = _ctx().tools.get(tool_id)
+    version = request.args.get("tool_version") or None
+    tools = _ctx().tools
+    tool = tools.get(tool_id, version)
     if tool is None:
-        raise ApiError(404, f"no tool {tool_id!r}")
-    return jsonify(tool.describe(full=True))
+        raise ApiError(404, f"no tool {tool_id!r}" + (f" of version {version!r}" if version else ""))
+    return jsonify(tool_json(tool, tools.versions(tool_id)))
 
 
 @api.get("/handlers")

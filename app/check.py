@@ -35,7 +35,10 @@ def main(argv: list[str], runner_specs: Mapping[str, RunnerSpec]) -> int:
             print(f"  {h['name']:24} {h['strategy']:8} {h['host']}:{h['pid']:<8} "
                   f"last seen {h['last_seen']:%Y-%m-%d %H:%M:%S}  {jobs}")
         return 0
-    print(f"muleteer: {ctx.config.config_file} OK: {len(ctx.tools)} tools, "
+    for error in ctx.tools.errors:  # skipped wrappers: the server starts without them
+        print(f"muleteer: tool skipped: {error}", file=sys.stderr)
+    print(f"muleteer: {ctx.config.config_file} OK: {len(ctx.tools)} tools"
+          f"{f' ({len(ctx.tools.errors)} skipped)' if ctx.tools.errors else ''}, "
           f"{len(conf.destinations)} destinations (default {conf.default_destination}), "
           f"database {ctx.store.url.render_as_string(hide_password=True)}")
     return 0

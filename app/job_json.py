@@ -1,6 +1,8 @@
 """The JSON shape of a job in the API (and the pages' live tables)."""
 from __future__ import annotations
 
+import re
+
 from muleteer.job import Job
 from muleteer.store import iso
 
@@ -23,9 +25,11 @@ def job_json(job: Job, *, full: bool = False) -> dict:
 
 
 def job_datasets_json(store, job: Job, tool=None) -> dict:
-    """A job's datasets: {"inputs": {param: {"id", "name", "format", "size", "state"}, or a
-    list of them for a multiple param}, "outputs": {output name: {...}}} (provenance)."""
-    multiple = {p.name for p in tool.data_params() if p.multiple} if tool else set()
+    """A job's datasets: {"inputs": {param's flat path: {"id", "name", "format", "size",
+    "state"}, or a list of them for a multiple param}, "outputs": {output name: {...}}}
+    (provenance)."""
+    multiple = [re.compile(re.escape(pattern).replace("%d", r"\d+")) for pattern, param in
+                (tool.data_params() if tool else []) if param.multiple]
     result: dict = {"inputs": {}, "outputs": {}}
     for link in store.job_datasets(job_id=job.id):
         dataset = store.get_dataset(link["dataset_id"])
@@ -35,7 +39,7 @@ def job_datasets_json(store, job: Job, tool=None) -> dict:
                  "size": dataset.size, "state": str(dataset.state)}
         if link["role"] == "output":
             result["outputs"][link["name"]] = entry
-        elif link["name"] in multiple:
+        elif any(p.fullmatch(link["name"]) for p in multiple):
             result["inputs"].setdefault(link["name"], []).append(entry)
         else:
             result["inputs"][link["name"]] = entry

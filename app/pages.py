@@ -5,7 +5,6 @@ tables and pages from the JSON API; every form carries a CSRF token.
 """
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -21,6 +20,8 @@ from app.auth import (accounts, admin_required, current_owner, end_session, is_a
 from muleteer.store import iso
 from muleteer.tools import ParamError
 from muleteer.job_files import STDERR, STDOUT, JobFiles
+from muleteer.job_outputs import relative_path
+from app.tool_form import job_param_rows
 
 pages = Blueprint("pages", __name__)
 TAIL_BYTES = 16 * 1024
@@ -116,52 +117,43 @@ def tools():
 @pages.route("/tools/<tool_id>", methods=["GET", "POST"])
 @login_required
 def tool_form(tool_id):
-    tool = _ctx().tools.get(tool_id)
+    """A tool's form (app/tool_form.py builds it, app/static/tool_form.js runs it): GET
+    shows it (?version= for another version), POST submits it as Galaxy's flat params and
+    shows it again, as sent, with the error by its field when check_params refuses."""
+    from app.tool_form import error_path, flat_params, form_view, help_html
+    toolbox = _ctx().tools
+    version = request.form.get("tool_version") or request.args.get("version") or None
+    tool = toolbox.get(tool_id, version)
     if tool is None:
-        abort(404, f"No tool {tool_id!r}.")
+        abort(404, f"No tool {tool_id!r}" + (f" version {version!r}." if version else "."))
+    versions = list(toolbox.versions(tool_id))
+
+    def show(form, errors, status=200):
+        return render_template("tool_form.html", tool=tool, versions=versions, help=help_html(tool),
+                               form=form_view(tool, form, errors, _dataset_choices(tool))), status
+
     if request.method == "GET":
-        return render_template("tool_form.html", tool=tool, values={}, errors={},
-                               datasets=_dataset_choices(tool))
-    submitted = {}
-    for param in tool.params:
-        if param.type == "boolean":
-            submitted[param.name] = param.name in request.form
-        elif param.type == "data":
-            # The chosen dataset ids -> the API's {"src": "dataset", "id": N} (a list when
-            # multiple); none chosen: left out, so the tool says whether it needs one.
-            chosen = [_dataset_ref(v) for v in request.form.getlist(param.name) if v]
-            if chosen:
-                submitted[param.name] = chosen if param.multiple else chosen[0]
-        elif param.name in request.form:
-            submitted[param.name] = request.form[param.name]
+        return show(None, {})
+    from muleteer.tools.params import check_params
     try:
-        values = tool.validate(submitted)
+        values = check_params(tool, flat_params(tool, request.form))
         job, _ = submission.submit(_ctx(), current_app.extensions["muleteer.dispatcher"], tool,
                                    values, current_owner()["id"])
     except ParamError as exc:
-        name = re.split(r"[.\[]", exc.field.split(".", 1)[-1], maxsplit=1)[0]
-        return render_template("tool_form.html", tool=tool, values=request.form,
-                               errors={name: exc.message}, datasets=_dataset_choices(tool)), 400
+        return show(request.form, {error_path(exc.field): exc.message}, 400)
     flash(f"Job {job.id} submitted.")
     return redirect(url_for("pages.job", job_id=job.id))
 
 
-def _dataset_ref(value: str) -> dict:
-    """A submitted dataset id as the API's reference (a non-number is left for the tool's
-    check to refuse, by its field)."""
-    value = value.strip()
-    return {"src": "dataset", "id": int(value) if value.isascii() and value.isdigit() else value}
-
-
 def _dataset_choices(tool) -> dict:
-    """For each data param of `tool`: the user's datasets (ok, newest first) of a format it
-    accepts (or a subclass of one)."""
-    params = [p for p in tool.params if p.type == "data"]
+    """For each data param of `tool`, by its flat path pattern (Tool.data_params): the user's
+    datasets (ok, newest first) of a format it accepts (or a subclass of one)."""
+    params = tool.data_params()
     if not params or not g.user:
         return {}
     from muleteer import formats
     rows, _ = _ctx().store.list_datasets(user_id=g.user["id"], limit=DATASET_CHOICES)
-    return {p.name: [d for d in rows if formats.accepts(p.formats, d.format)] for p in params}
+    return {pattern: [d for d in rows if formats.accepts(p.formats, d.format)] for pattern, p in params}
 
 
 @pages.app_template_filter("bytes")
@@ -205,13 +197,13 @@ def _visible_job(job_id: int) -> dict:
 @login_required
 def job(job_id):
     row = _visible_job(job_id)
-    tool = _ctx().tools.get(row.tool_id)
+    tool = _ctx().tools.get(row.tool_id, row.tool_version)
     outputs = []
     if tool and row.working_directory:
         files = JobFiles(row.working_directory)
         for output in tool.outputs:
-            outputs.append({"name": output.name, "label": output.label or output.name,
-                            "size": files.regular_size(output.relative_path())})
+            outputs.append({"name": output.name, "label": output.name,
+                            "size": files.regular_size(relative_path(output))})
     owner = accounts().get(row.user_id) if row.user_id else None
     linked = job_datasets_json(_ctx().store, row, tool)  # {"inputs", "outputs"}: datasets
     for output in outputs:
@@ -220,8 +212,9 @@ def job(job_id):
         outputs.append({"name": name, "label": name, "size": dataset["size"], "dataset": dataset})
     inputs = [(name, value if isinstance(value, list) else [value])
               for name, value in linked["inputs"].items()]
+    params = job_param_rows(tool, row.params, linked["inputs"])  # the tree, as flat paths
     return render_template(
-        "job.html", job=row, tool=tool, params=row.params, outputs=outputs, inputs=inputs,
+        "job.html", job=row, tool=tool, params=params, outputs=outputs, inputs=inputs,
         history=_ctx().store.history(job_id), iso=iso, owner=owner,
         stdout=_tail(row, STDOUT), stderr=_tail(row, STDERR), active=row.active)
 

@@ -7,29 +7,29 @@ from __future__ import annotations
 import logging
 
 from muleteer import formats
-from muleteer.dataset_files import DatasetFiles
 from muleteer.job import Job, JobState
-from muleteer.tools import ParamError
+from muleteer.tools import params
+from muleteer.tools.errors import ParamError
+from muleteer.tools.model import ParamType
 
 log = logging.getLogger(__name__)
 
 
 def submit(ctx, dispatcher, tool, values: dict, user_id: int,
            idempotency_key: str | None = None) -> tuple[Job, bool]:
-    """Write a job for validated `values` of `tool`, then wake its handler.
+    """Write a job for `values` (the tree params.check_params made) of `tool`, then wake
+    its handler. The handler builds the command when it prepares the job.
 
     With an `idempotency_key` that `user_id` already used within a day, nothing is written
     and the first job is returned instead. Returns the job and whether it is new. A data
     param naming a dataset that is not the user's, deleted, or of a format the param does not
-    accept is a ParamError naming the field."""
+    accept is a ParamError naming the field, as is a data_column past its dataset's columns."""
     inputs = input_datasets(ctx, tool, values, user_id)
     destination = ctx.job_conf.destination_for(tool.id)
     handler = dispatcher.handler_for(tool.id)
-    files = DatasetFiles(ctx.config.file_path)
     job, created = ctx.store.create_job(
-        tool_id=tool.id, tool_version=tool.version, params=values,
-        command_line=tool.command_line(values, files.path), handler_tag=handler,
-        destination_id=destination.id, runner=destination.runner,
+        tool_id=tool.id, tool_version=tool.version, params=values, command_line="",
+        handler_tag=handler, destination_id=destination.id, runner=destination.runner,
         resubmit=destination.resubmit, user_id=user_id, idempotency_key=idempotency_key,
         inputs=inputs)
     if not created:
@@ -43,24 +43,28 @@ def submit(ctx, dispatcher, tool, values: dict, user_id: int,
 
 
 def input_datasets(ctx, tool, values: dict, user_id: int) -> list[tuple[str, int, int]]:
-    """(param name, dataset id, position) of every dataset the job reads, each checked:
-    the user's (another user's is "no dataset N", as a missing one), not deleted, and of
-    a format the param accepts (or a subclass of one)."""
-    inputs = []
-    for param in tool.data_params():
-        value = values.get(param.name)
-        ids = value if isinstance(value, list) else [] if value is None else [value]
+    """(param's flat path, dataset id, position) of every dataset the job reads, each
+    checked: the user's (another user's is "no dataset N", as a missing one), not deleted,
+    and of a format the param accepts (or a subclass of one); data_column values within
+    their dataset's columns."""
+    inputs, columns = [], {}
+    for visit in params.walk(tool, values):
+        if visit.param.type != ParamType.DATA or visit.value is None:
+            continue
+        ids = visit.value if isinstance(visit.value, list) else [visit.value]
         for position, dataset_id in enumerate(ids):
-            where = f"params.{param.name}" + (f"[{position}]" if param.multiple else "")
+            where = f"params.{visit.path}"
             dataset = ctx.store.get_dataset(dataset_id)
             if dataset is None or dataset.user_id != user_id:
                 raise ParamError(where, f"no dataset {dataset_id}")
             if dataset.deleted:
                 raise ParamError(where, f"dataset {dataset_id} is deleted")
-            if not formats.accepts(param.formats, dataset.format):
+            if not formats.accepts(visit.param.formats or ("data",), dataset.format):
                 raise ParamError(where, f"dataset {dataset_id} is {dataset.format}; this "
-                                        f"parameter takes {', '.join(param.formats)}")
-            inputs.append((param.name, dataset_id, position))
+                                        f"parameter takes {', '.join(visit.param.formats)}")
+            columns[dataset_id] = (getattr(dataset, "metadata", None) or {}).get("columns")
+            inputs.append((visit.path, dataset_id, position))
+    params.check_columns(tool, values, columns.get)
     return inputs
 
 

@@ -17,7 +17,10 @@ from muleteer.job import Job, JobState
 from muleteer.job_files import STDERR, STDOUT, JobFiles, working_directory
 from muleteer.store.datasets import QuotaExceeded
 from muleteer.store.outputs import NewOutput
+from muleteer.job_outputs import relative_path
 from muleteer.resubmit import delay_seconds, matching_rule
+from muleteer.tools import outputs as tool_outputs, stdio
+from mules import job_command
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +81,20 @@ class Lifecycle:
             if self.cancel_requested(job):
                 return self.cancelled(job, "cancelled by request")
             return self.failed(job, outcome.detail, outcome.reason)
-        if outcome.exit_code == 0:
-            tool = self.ctx.tools.get(job.tool_id)
-            missing = self.files(job).missing_outputs(tool)
-            if missing:
-                return self.failed(job, f"output(s) not produced: {', '.join(missing)}",
-                                   exit_code=0)
-            if tool is not None and tool.outputs and job.user_id is not None:
-                return self._ok_with_outputs(job, tool)
-            return self._end(job, JobState.OK, None, exit_code=0)
-        return self.failed(job, f"exit code {outcome.exit_code}", exit_code=outcome.exit_code)
+        tool = job_command.tool_of(self.ctx, job)
+        if tool is None:  # a job with a recorded command of its own: its exit code decides
+            if outcome.exit_code == 0:
+                return self._end(job, JobState.OK, None, exit_code=0)
+            return self.failed(job, f"exit code {outcome.exit_code}", exit_code=outcome.exit_code)
+        files = self.files(job)
+        verdict = stdio.judge(tool.stdio, outcome.exit_code,
+                              files.tail(STDOUT, OUTPUT_TEXT_BYTES).replace("\x00", ""),
+                              files.tail(STDERR, OUTPUT_TEXT_BYTES).replace("\x00", ""))
+        if verdict.failed:
+            reason = MEMORY if verdict.oom else None
+            return self.failed(job, verdict.reason or f"exit code {outcome.exit_code}", reason,
+                               exit_code=outcome.exit_code)
+        return self._ok_with_outputs(job, tool, outcome.exit_code)
 
     def failed(self, job: Job, info: str, reason: str | None = None, **values) -> Job | None:
         """The job failed; a matching <resubmit> rule sends it back to `new` instead."""
@@ -99,34 +106,57 @@ class Lifecycle:
         return self._end(job, JobState.DELETED, info)
 
     # -- internals ----------------------------------------------------------------------
-    def _ok_with_outputs(self, job: Job, tool) -> Job | None:
-        """`ok`, each declared output stored as a dataset of the job's owner, in one
-        transaction under the lease; an output that cannot be stored (a full disk, the
-        owner's quota) ends the job `error` saying why."""
+    def _ok_with_outputs(self, job: Job, tool, exit_code: int) -> Job | None:
+        """`ok`, each output the tool makes (its filters passed) stored as a dataset of the
+        job's owner, with the datasets its <discover_datasets> rules find, in one
+        transaction under the lease; an output that is missing or cannot be stored (a full
+        disk, the owner's quota) ends the job `error` saying why."""
         files, store_files = self.files(job), DatasetFiles(self.ctx.config.file_path)
-        input_formats = {}
-        for link in self.store.job_datasets(job_id=job.id):
-            if link["role"] == "input" and link["name"] not in input_formats:
-                dataset = self.store.get_dataset(link["dataset_id"])
-                input_formats[link["name"]] = dataset.format if dataset else None
+        inputs = job_command.job_inputs(self.ctx, job, tool)
+        formats = job_command.output_formats(job, tool, inputs)
+        labels = job_command.output_names(job, tool, formats, inputs)
+        wanted = [tool.output(name) for name in formats]
+        made = {o.name: relative_path(o) for o in wanted if not o.discover}
+        missing = files.missing_outputs(made)
+        if missing:
+            return self.failed(job, f"output(s) not produced: {', '.join(missing)}",
+                               exit_code=exit_code)
+        found = []  # (output name, dataset name, format, relative path)
+        listing = None
+        for output in wanted:
+            if output.discover:
+                listing = files.regular_files() if listing is None else listing
+                try:
+                    discovered = tool_outputs.discover(output.discover, listing)
+                except ValueError as exc:
+                    return self.failed(job, f"output {output.name}: {exc}", exit_code=exit_code)
+                if files.is_regular(relative_path(output)):
+                    found.append((output.name, labels[output.name], formats[output.name],
+                                  relative_path(output)))
+                for item in discovered:
+                    found.append((f"{output.name}_{item.designation}", item.name or item.designation,
+                                  item.format, item.path))
+            else:
+                found.append((output.name, labels[output.name], formats[output.name],
+                              relative_path(output)))
+        if job.user_id is None or not found:
+            return self._end(job, JobState.OK, None, exit_code=exit_code)
         outputs = []
         try:
-            for output in tool.outputs:
-                fh = files.open_regular(output.relative_path())
+            for name, label, fmt, relative in found:
+                fh = files.open_regular(relative)
                 if fh is None:
-                    return self.failed(job, f"output {output.name} is not a regular file",
-                                       exit_code=0)
+                    return self.failed(job, f"output {name} is not a regular file",
+                                       exit_code=exit_code)
                 with fh:
                     staged = store_files.stage(fh)
-                fmt = tool.output_format(output, input_formats)
-                outputs.append(NewOutput(output.name, output.label or f"{output.name}.{fmt}",
-                                         fmt, staged))
+                outputs.append(NewOutput(name, label, fmt, staged))
             row = self.store.end_with_outputs(job.id, job.lease, self.handler_name,
                                               job.user_id, outputs, place=store_files.commit,
                                               quota=self.ctx.config.user_quota,
-                                              **self._output_text(job))
+                                              exit_code=exit_code, **self._output_text(job))
         except (DiskFull, DatasetFileError, QuotaExceeded) as exc:
-            return self.failed(job, f"its outputs could not be stored: {exc}", exit_code=0)
+            return self.failed(job, f"its outputs could not be stored: {exc}", exit_code=exit_code)
         finally:
             for output in outputs:
                 output.staged.discard()

@@ -26,6 +26,8 @@ _SETTINGS = {
     # Galaxy's inline job configuration (job_conf.yml's mapping); it replaces job_config_file.
     "job_config": (dict, None),
     "tool_path": (str, "tools"),
+    # Galaxy's tool_conf.xml (sections, labels); none: every tool XML under tool_path.
+    "tool_config_file": (str, None),
     "job_working_directory": (str, "database/jobs_directory"),
     "new_file_path": (str, "database/tmp"),
     "environment_setup_file": (str, ""),
@@ -61,8 +63,8 @@ _SETTINGS = {
     "cleanup_job": (str, "onsuccess"),
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_PATHS = {"job_config_file", "tool_path", "job_working_directory", "new_file_path",
-          "environment_setup_file", "tus_upload_store",
+_PATHS = {"job_config_file", "tool_path", "tool_config_file", "job_working_directory",
+          "new_file_path", "environment_setup_file", "tus_upload_store",
           "file_path"}
 
 
@@ -75,6 +77,7 @@ class Config:
     job_config_file: str = ""
     job_config: dict | None = None
     tool_path: str = ""
+    tool_config_file: str | None = None
     job_working_directory: str = ""
     new_file_path: str = ""
     environment_setup_file: str = ""

@@ -10,7 +10,7 @@ from muleteer.config import Config, load_config
 from muleteer.job_config import JobConfig, load_job_config
 from muleteer.runner_spec import RunnerSpec
 from muleteer.store import JobStore
-from muleteer.tools import load_tools
+from muleteer.tools.toolbox import Toolbox, load_toolbox
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class AppContext:
     config: Config
     job_conf: JobConfig
-    tools: dict
+    tools: Toolbox
     store: JobStore
 
 
@@ -40,7 +40,9 @@ def build_context(config_file: str | None = None, overrides: dict | None = None,
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
     job_conf = load_job_config(config, runner_specs)
-    tools = load_tools(config.tool_path)
+    # A broken wrapper is skipped with its file and line (the toolbox logs it); the rest
+    # load. Only a malformed tool_conf.xml, the admin's own file, stops start-up.
+    tools = load_toolbox(config.tool_path, getattr(config, "tool_config_file", None))
     for tool_id in job_conf.tools:
         if tool_id not in tools:
             log.warning("%s maps tool %r, which is not under %s", job_conf.path, tool_id,

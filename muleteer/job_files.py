@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -34,11 +35,13 @@ PID = "pid"
 NOT_STARTED = "not_started"  # not_started.<pid>: that gated script exited before its go
 LOG = "job.log"
 OUTPUTS = "outputs"
+TOOL_VERSION = "tool_version"  # what the tool's <version_command> printed
 
 # A file the server reads whole (exit code, pid) is a number: anything bigger is not ours.
 SMALL_FILE = 4096
 # The descriptor a gated job script waits on for the handler's go (see gate_lines).
 GATE_FD = 3
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -134,8 +137,12 @@ class JobFiles:
             raise
 
     # -- writing (the server's own files, before the job starts) ----------------------
-    def write_script(self, job: dict, destination, config, gated: bool = False) -> str:
-        """Write job.sh. `gated`: the script first waits for the handler's go on descriptor
+    def write_script(self, job: dict, destination, config, gated: bool = False,
+                     command: str | None = None, environment: dict | None = None,
+                     version_command: str | None = None) -> str:
+        """Write job.sh running `command` (default: the job's recorded command line) with the
+        tool's `environment` exported, and the tool's `version_command` (its output kept in
+        TOOL_VERSION). `gated`: the script first waits for the handler's go on descriptor
         GATE_FD (the local runner's fence: a handler that lost the job never says go)."""
         lines = ["#!/bin/bash",
                  f"# Muleteer job {job.id}: tool {job.tool_id} {job.tool_version}"]
@@ -163,11 +170,17 @@ class JobFiles:
                 lines.append(item["exec"])  # admin-written, from job_conf.xml
             else:
                 lines.append(f"export {item['name']}={shlex.quote(item['value'])}")
+        lines.append(f"export MULETEER_JOB_ID={job.id}")
+        for name, value in (environment or {}).items():
+            if not _ENV_NAME.fullmatch(name):
+                raise JobDirectoryError(f"environment variable name {name!r} is not a shell name")
+            lines.append(f"export {name}={shlex.quote(value)}")
+        lines.append(f"cd {shlex.quote(self.directory)} || exit 1")
+        if version_command:
+            lines.append(f"( {version_command} ) > {TOOL_VERSION} 2>&1 < /dev/null")
         lines += [
-            f"export MULETEER_JOB_ID={job.id}",
-            f"cd {shlex.quote(self.directory)} || exit 1",
             "(",
-            job.command_line,
+            job.command_line if command is None else command,
             f") > {STDOUT} 2> {STDERR} < /dev/null",
             "rc=$?",
             f"echo $rc > {EXIT_CODE}.tmp && mv -f {EXIT_CODE}.tmp {EXIT_CODE}",
@@ -186,6 +199,43 @@ class JobFiles:
                 fh.write("\n".join(lines))
             os.replace(tmp, SCRIPT, src_dir_fd=fd.fd, dst_dir_fd=fd.fd)
         return self.path(SCRIPT)
+
+    def write_configfiles(self, files: dict) -> None:
+        """The tool's configfiles ({relative path: text}), each in a subdirectory made new
+        here (the job has not run yet, but nothing is followed all the same)."""
+        with self._open_dir() as fd:
+            made = set()
+            for relative, text in files.items():
+                directory, _, name = relative.rpartition("/")
+                if "/" in directory or not name or name in (".", "..") or directory in (".", ".."):
+                    raise JobDirectoryError(f"configfile {relative!r}: expected <directory>/<name>")
+                if directory and directory not in made:
+                    os.mkdir(directory, 0o700, dir_fd=fd.fd)
+                    made.add(directory)
+                sub = os.open(directory or ".", _DIR_FLAGS, dir_fd=fd.fd)
+                try:
+                    out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                  | os.O_CLOEXEC, 0o600, dir_fd=sub)
+                    with os.fdopen(out, "w", encoding="utf-8") as fh:
+                        fh.write(text)
+                finally:
+                    os.close(sub)
+
+    def regular_files(self, limit: int = 10_000) -> list[str]:
+        """Paths (relative) of the regular files in the directory, walked by descriptor
+        without following links; at most `limit` (a job may make millions)."""
+        found = []
+        for root, _dirs, names, root_fd in os.fwalk(self.directory, follow_symlinks=False):
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found.append(os.path.relpath(os.path.join(root, name), self.directory))
+                    if len(found) >= limit:
+                        return found
+        return found
 
     def open_log(self) -> int:
         """A new descriptor for job.log (the job script's own output), opened for writing."""
@@ -281,12 +331,10 @@ class JobFiles:
         except ValueError:
             return None
 
-    def missing_outputs(self, tool) -> list[str]:
-        """Outputs the tool declares that are not a regular file in the directory (a link the
-        job left in an output's place counts as not produced)."""
-        if tool is None:
-            return []
-        return [o.name for o in tool.outputs if not self.is_regular(o.relative_path())]
+    def missing_outputs(self, paths: dict) -> list[str]:
+        """Of the outputs {name: relative path}, those that are not a regular file in the
+        directory (a link the job left in an output's place counts as not produced)."""
+        return [name for name, relative in paths.items() if not self.is_regular(relative)]
 
     def size(self) -> int:
         """Bytes in the directory, walked by descriptor without following links."""

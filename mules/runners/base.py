@@ -11,6 +11,7 @@ import logging
 
 from muleteer.job import Job
 from muleteer.job_files import JobFiles, working_directory
+from mules import job_command
 from mules.lifecycle import Lifecycle, Outcome
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,10 @@ class LeaseLost(Exception):
 
 
 class BaseRunner:
+    # The local runner runs jobs with the handler's own PATH, so a tool's package
+    # requirements can be looked up before the job starts; a cluster node's PATH can't.
+    requirements_on_path = False
+
     def __init__(self, ctx, plugin, handler_name: str):
         self.ctx = ctx
         self.store = ctx.store
@@ -76,17 +81,25 @@ class BaseRunner:
         that the job never recorded was made by something else: the job fails."""
         self.check_lease(job)
         files = JobFiles(working_directory(self.ctx.config.job_working_directory, job.id))
+        built = job_command.build(self.ctx, job, files, local=self.requirements_on_path)
+        recorded = {}
         if job.working_directory == files.directory:
             # An earlier start of this job (a previous attempt, or a handler that stopped or
             # lost it before starting it) made it: keep it aside, start afresh.
             retired = files.retire("previous")
             if retired:
                 log.info("job %s: earlier job directory kept as %s", job.id, retired)
-        elif not self.store.update_job(job.id, lease=job.lease,
-                                       working_directory=files.directory):
+        else:
+            recorded["working_directory"] = files.directory
+        if built.command != job.command_line:
+            recorded["command_line"] = built.command
+        # One write for both: every write is a turn at the database's lock.
+        if recorded and not self.store.update_job(job.id, lease=job.lease, **recorded):
             raise LeaseLost(f"job {job.id}: lost before its directory was made")
         files.create()
-        files.write_script(job, destination, self.ctx.config, gated=gated)
+        files.write_configfiles(built.configfiles)
+        files.write_script(job, destination, self.ctx.config, gated=gated, command=built.command,
+                           environment=built.environment, version_command=built.version_command)
         return files
 
     def outcome(self, job: Job, files: JobFiles, wait: float | None = None) -> Outcome:

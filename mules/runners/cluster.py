@@ -30,6 +30,7 @@ from muleteer.job import JobState
 from muleteer.job_files import JobDirectoryError
 from muleteer.runner_spec import Param, param_values
 from mules.lifecycle import Outcome
+from mules.job_command import JobSetupError
 from mules.runners.base import BaseRunner, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class ClusterRunner(BaseRunner):
             except LeaseLost as exc:
                 log.warning("%s; dropping it", exc)
                 self.forget(job.id)
-            except JobDirectoryError as exc:
+            except (JobDirectoryError, JobSetupError) as exc:
                 log.error("job %s: %s", job.id, exc)
                 self.lifecycle.failed(job, str(exc))
             except Exception as exc:  # one job's failure never stops the runner

@@ -24,6 +24,7 @@ import threading
 from muleteer.job import JobState
 from muleteer.job_files import GATE_FD, SCRIPT, JobDirectoryError
 from muleteer.runner_spec import RunnerSpec
+from mules.job_command import JobSetupError
 from mules.runners.base import BaseRunner, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ SPEC = RunnerSpec(type="local", url_form=(),  # local:///
 
 
 class LocalRunner(BaseRunner):
+    requirements_on_path = True
     def __init__(self, ctx, plugin, handler_name):
         super().__init__(ctx, plugin, handler_name)
         self._queue: queue.Queue = queue.Queue()
@@ -159,7 +161,7 @@ class LocalRunner(BaseRunner):
                 self._run(job, destination)
             except LeaseLost as exc:
                 log.warning("%s; dropping it", exc)
-            except JobDirectoryError as exc:
+            except (JobDirectoryError, JobSetupError) as exc:
                 log.error("job %s: %s", job.id, exc)
                 self.lifecycle.failed(job, str(exc))
             except Exception as exc:  # one job's failure never stops the runner

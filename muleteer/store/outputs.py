@@ -49,8 +49,8 @@ class JobOutputs:
         now = utcnow()
         stmt = (update(job).where(job.c.id == job_id, job.c.lease == lease,
                                   job.c.state.in_([JobState.QUEUED, JobState.RUNNING]))
-                .values(state=JobState.OK, exit_code=0, info=None, end_time=now,
-                        update_time=now, **values).returning(*job.c))
+                .values(**{"state": JobState.OK, "exit_code": 0, "info": None, "end_time": now,
+                           "update_time": now, **values}).returning(*job.c))
         placed = []
         try:
             with self.engine.begin() as conn:

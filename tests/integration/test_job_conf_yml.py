@@ -40,9 +40,9 @@ tools:
     environment: second
 """
 
-GREET_TOOL = """<tool id="greet" name="Greet" version="1.0.0">
+GREET_TOOL = """<tool id="greet" name="Greet" version="1.0.0" profile="21.01">
     <description>print $GREETING (the environment's env), then exit with a chosen code</description>
-    <command>printf '%s\\n' "$$GREETING"; exit $code</command>
+    <command>printf '%s\\n' "\\$GREETING"; exit $code</command>
     <inputs><param name="code" type="integer" value="0" min="0" max="255"/></inputs>
 </tool>
 """

@@ -78,8 +78,8 @@ def test_bad_data_params_are_4xx_naming_the_field(server):
     cases = [
         ({"input": {"src": "dataset", "id": text["id"]}}, "params.input", "takes tabular"),
         ({"input": {"src": "dataset", "id": 999999}}, "params.input", "no dataset 999999"),
-        ({"input": {"src": "library", "id": table["id"]}}, "params.input.src", "expected one of"),
-        ({"input": table["id"]}, "params.input", "expected a dataset"),
+        ({"input": {"src": "library", "id": table["id"]}}, "params.input", "must be one of"),
+        ({"input": "x"}, "params.input", "expected a dataset"),
         ({"input": [{"src": "dataset", "id": table["id"]}]}, "params.input", "not a list"),
         ({}, "params.input", "required"),
     ]

@@ -1,12 +1,21 @@
 """Users, keys and security, against a real uWSGI server: each bullet of the issue a test."""
 import os
+import shutil
 import re
 import stat
 
 import pytest
 import requests
 
+from muleteer.tools.sanitize import sanitize_text
 from tests.support.uwsgi_server import REPO, UwsgiServer
+
+# A wrapper that does not quote its text (many old wrappers don't): Galaxy's sanitizer
+# alone must keep a value inert.
+UNQUOTED_TOOL = """<tool id="unquoted" name="Unquoted" version="1.0.0" profile="21.01">
+    <command>echo $text</command>
+    <inputs><param name="text" type="text"/></inputs>
+</tool>"""
 
 ESCAPE_TOOL = """<tool id="escape" name="Escape" version="1.0.0">
     <command>ln -s /etc/passwd out.txt</command>
@@ -18,10 +27,9 @@ ESCAPE_TOOL = """<tool id="escape" name="Escape" version="1.0.0">
 def server(tmp_path_factory):
     directory = tmp_path_factory.mktemp("security")
     tools = directory / "tools"
-    tools.mkdir()
-    for name in os.listdir(os.path.join(REPO, "tools")):
-        (tools / name).write_text(open(os.path.join(REPO, "tools", name)).read())
+    shutil.copytree(os.path.join(REPO, "tools"), tools)
     (tools / "escape.xml").write_text(ESCAPE_TOOL)
+    (tools / "unquoted.xml").write_text(UNQUOTED_TOOL)
     srv = UwsgiServer(str(directory), galaxy={"tool_path": str(tools),
                                               "login_attempts_per_10_minutes": 5}).start()
     yield srv
@@ -85,19 +93,30 @@ def test_users_see_only_their_own_jobs_and_others_are_404(server):
                     timeout=10).status_code == 403
 
 
-def test_shell_metacharacters_reach_the_tool_as_literal_text(server, tmp_path):
+@pytest.mark.parametrize("tool_id", ["cat_lines", "unquoted"])
+def test_shell_metacharacters_stay_inert_through_quoting_and_unquoting_wrappers(
+        server, tmp_path, tool_id):
+    """Galaxy's model: wrappers quote ('$text' in cat_lines) and every text value is
+    sanitized first (quotes, newlines... mapped, $ ` ; | & and the like to X), so a value
+    runs nothing whether the wrapper quotes it or not."""
     canary = tmp_path / "pwned"
-    text = f"$(touch {canary}) `touch {canary}`; touch {canary} && echo 'single' \"double\" \\ \nsecond line $HOME"
-    job = server.submit("cat_lines", text=text, times=1)
+    text = (f"$(touch {canary}) `touch {canary}`; touch {canary} && echo 'single' \"double\" "
+            f"\\ \nsecond line $HOME | touch {canary} > {canary}")
+    params = {"text": text, "times": 1} if tool_id == "cat_lines" else {"text": text}
+    job = server.submit(tool_id, **params)
     final = server.wait(job["id"])
-    assert final["state"] == "ok"
-    assert server.http.get(f"{server.url}/api/jobs/{job['id']}/stdout").text == text + "\n"
     assert not canary.exists()
+    stdout = server.http.get(f"{server.url}/api/jobs/{job['id']}/stdout").text
+    if tool_id == "cat_lines":
+        assert final["state"] == "ok", final
+        assert stdout == sanitize_text(text, None) + "\n"
+    assert "$HOME" not in stdout and os.environ.get("HOME", "/root") not in stdout.replace(
+        str(tmp_path), "")
 
 
 def test_over_long_values_and_bodies_are_refused(server):
     url = f"{server.url}/api/jobs"
-    long = server.http.post(url, json={"tool_id": "cat_lines", "params": {"text": "x" * 10001}})
+    long = server.http.post(url, json={"tool_id": "cat_lines", "params": {"text": "x" * 100_001}})
     assert long.status_code == 400 and long.json()["field"] == "params.text"
     assert server.http.post(url, data=b"{" + b" " * 2_000_000 + b"}").status_code == 413
 

@@ -207,7 +207,7 @@ class UwsgiServer:
 
 MARKER_TOOL = """<tool id="marker" name="Marker" version="1.0.0">
     <description>append this job's id to a file, to count how often each job ran</description>
-    <command>echo "$$MULETEER_JOB_ID" >> {path}; echo "$$MULETEER_JOB_ID" > $mark; sleep $seconds</command>
+    <command>echo "\\$MULETEER_JOB_ID" >> {path}; echo "\\$MULETEER_JOB_ID" > $mark; sleep $seconds</command>
     <inputs><param name="seconds" type="float" value="0" min="0" max="600"/></inputs>
     <outputs><data name="mark" format="txt"/></outputs>
 </tool>

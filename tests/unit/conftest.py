@@ -110,7 +110,7 @@ def make_job(store):
 EXTRA_TOOLS = {
     "stubborn.xml": """
         <tool id="stubborn" name="Ignore signals" version="1.0.0">
-            <command>trap '' TERM INT HUP; echo $$BASHPID > ready; sleep 30</command>
+            <command>trap '' TERM INT HUP; echo \\$BASHPID > ready; sleep 30</command>
         </tool>
     """,
     "signals.xml": """
@@ -120,7 +120,7 @@ EXTRA_TOOLS = {
     """,
     "environment.xml": """
         <tool id="environment" name="Show the job environment" version="1.0.0">
-            <command>printf '%s\\n' "$$MULETEER_JOB_ID" "$$TMPDIR" "$$PWD"</command>
+            <command>printf '%s\\n' "\\$MULETEER_JOB_ID" "\\$TMPDIR" "\\$PWD"</command>
         </tool>
     """,
 }
@@ -134,7 +134,7 @@ def local_ctx(tmp_path):
     from muleteer.job_config import load_job_conf
     from muleteer.store import JobStore
     from mules.runners import RUNNER_SPECS
-    from muleteer.tools import load_tools
+    from muleteer.tools.toolbox import load_toolbox
 
     tool_dir = tmp_path / "tools"
     shutil.copytree(TOOLS_DIR, tool_dir)
@@ -156,7 +156,7 @@ def local_ctx(tmp_path):
     store = JobStore(config.database_connection)
     store.migrate()
     ctx = AppContext(config=config, job_conf=load_job_conf(config.job_config_file, RUNNER_SPECS),
-                     tools=load_tools(config.tool_path), store=store)
+                     tools=load_toolbox(config.tool_path), store=store)
     yield ctx
     store.engine.dispose()
 
@@ -195,11 +195,12 @@ def process_groups():
 def new_job(local_ctx):
     """new_job(tool_id, params) -> a job claimed by HANDLER (state queued), not yet started."""
     def _new(tool_id: str, params: dict | None = None):
-        tool = local_ctx.tools[tool_id]
-        values = tool.validate(params or {})
+        from muleteer.tools.params import check_params
+        tool = local_ctx.tools.get(tool_id)
+        values = check_params(tool, params or {})
         job, _ = local_ctx.store.create_job(
             tool_id=tool.id, tool_version=tool.version, params=values,
-            command_line=tool.command_line(values), handler_tag=HANDLER,
+            command_line="", handler_tag=HANDLER,
             destination_id="local", runner="local")
         claimed = local_ctx.store.claim_job(job.id, HANDLER, [HANDLER])
         assert claimed and claimed.state == "queued"

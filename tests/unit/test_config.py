@@ -94,7 +94,7 @@ def test_typed_values_and_overrides(write):
     assert config.log_level == "ERROR"
 
 
-@pytest.mark.parametrize("name", ["bogus_setting", "job_handler_count", "tool_config_file"])
+@pytest.mark.parametrize("name", ["bogus_setting", "job_handler_count", "tool_data_path"])
 def test_unknown_setting_names_file_and_setting(write, name):
     path = write("galaxy.yml", f"galaxy:\n  tool_path: tools\n  {name}: 1\n")
     with pytest.raises(ConfigError) as info:

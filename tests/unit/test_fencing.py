@@ -50,7 +50,7 @@ def test_a_job_lost_between_spawn_and_go_never_runs_its_tool(local_ctx, start_ru
 
     monkeypatch.setattr(runner.lifecycle, "started", paused_then_adopted)
     # The tool would leave a marker: it must never get that far.
-    job = job.with_(command_line=f"touch {marker}")
+    job = job.with_(tool_id="raw_command", command_line=f"touch {marker}")  # no tool: run as recorded
     runner.submit(job, local_ctx.job_conf.resolve_destination("local"))
     wait_for(lambda: "adopted" in seen, what="the script to be started")
     runner.shutdown()
@@ -154,7 +154,7 @@ def test_a_handler_that_died_between_running_and_go_gets_its_job_started_again(
     import subprocess
     marker = tmp_path / "ran"
     job = new_job("cat_lines", {"text": "x"})
-    local_ctx.store.update_job(job.id, command_line=f"echo once >> {marker}")
+    local_ctx.store.update_job(job.id, tool_id="raw_command", command_line=f"echo once >> {marker}")
     job = local_ctx.store.get_job(job.id)
     files = JobFiles(working_directory(local_ctx.config.job_working_directory, job.id))
     local_ctx.store.update_job(job.id, working_directory=files.directory)

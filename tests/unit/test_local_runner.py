@@ -49,7 +49,7 @@ def test_fail_ends_error_with_its_exit_code(local_ctx, start_runner, run_job, wa
     job = run_job(start_runner(), "fail", {"message": "it broke", "exit_code": 3})
     row = wait_state(job.id, JobState.OK, JobState.ERROR)
     assert row.state == JobState.ERROR
-    assert row.exit_code == 3 and row.info == "exit code 3"
+    assert row.exit_code == 3 and row.info.startswith("exit code 3"), row.info
     assert read(job_files(local_ctx, job.id), STDERR) == "it broke\n"
 
 
@@ -130,9 +130,13 @@ def test_cancel_before_start_records_deleted(local_ctx, start_runner, new_job):
 def start_script_by_hand(ctx, job, process_groups) -> tuple[JobFiles, subprocess.Popen]:
     """What LocalRunner._run does before a handler restart: write the job script, start it in
     its own session, record the pid and mark the job running."""
+    from mules import job_command
     files = JobFiles(working_directory(ctx.config.job_working_directory, job.id))
+    built = job_command.build(ctx, job, files, local=True)
     files.create()
-    files.write_script(job, ctx.job_conf.resolve_destination("local"), ctx.config)
+    files.write_configfiles(built.configfiles)
+    files.write_script(job, ctx.job_conf.resolve_destination("local"), ctx.config,
+                       command=built.command, environment=built.environment)
     ctx.store.update_job(job.id, working_directory=files.directory)
     with open(files.path("job.log"), "w") as log:
         proc = subprocess.Popen(["/bin/bash", files.path(SCRIPT)], stdin=subprocess.DEVNULL,
@@ -240,7 +244,7 @@ def test_a_job_that_fills_the_disk_says_so(local_ctx, start_runner, new_job, wai
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", jobs], check=True)
     try:
         job = new_job("cat_lines", {"text": "x"})
-        job = job.with_(command_line="head -c 4000000 /dev/zero > big")
+        job = job.with_(tool_id="raw_command", command_line="head -c 4000000 /dev/zero > big")
         start_runner().submit(job, local_ctx.job_conf.resolve_destination("local"))
         row = wait_state(job.id, JobState.OK, JobState.ERROR)
         assert row.state == JobState.ERROR

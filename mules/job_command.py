@@ -1,0 +1,191 @@
+"""A job's command, built by its handler when it prepares the job (Galaxy's way: the
+handler knows the job's directory, its datasets' paths and its destination; a staging
+runner can give other paths).
+
+The web side stores only the tool id, version and checked values; here the tool's
+templates (muleteer/tools/evaluation.py) turn them into the command, the configfiles and
+the environment, with each input dataset's path and metadata and each output's path in
+the job's directory. A job whose tool is no longer loaded runs the command recorded with
+it, if any (a job written by an admin script or a test), and fails otherwise.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import types
+from dataclasses import dataclass, field
+
+from Cheetah.Template import Template
+from sqlalchemy import select
+
+from muleteer.dataset_files import DatasetFiles
+from muleteer.job import Job
+from muleteer.job_files import JobFiles
+from muleteer.job_outputs import relative_path
+from muleteer.models import galaxy_user
+from muleteer.tools import evaluation, outputs as tool_outputs
+from muleteer.tools.errors import ToolError
+from muleteer.tools.model import DatasetInfo, Tool
+
+CONFIG_DIRECTORY = "configs"
+
+
+class JobSetupError(Exception):
+    """The job cannot be started as its tool says (a template error, a missing program):
+    the job fails with this message."""
+
+
+@dataclass(frozen=True)
+class JobCommand:
+    command: str
+    configfiles: dict = field(default_factory=dict)   # relative path -> text
+    environment: dict = field(default_factory=dict)   # name -> value
+    version_command: str | None = None
+
+
+def tool_of(ctx, job: Job) -> Tool | None:
+    return ctx.tools.get(job.tool_id, job.tool_version) or None
+
+
+@dataclass(frozen=True)
+class JobInput:
+    name: str          # the data param's flat path
+    position: int
+    dataset: object    # muleteer.dataset.Dataset, or None when its row is gone
+
+
+def job_inputs(ctx, job: Job, tool: Tool) -> list[JobInput]:
+    """The job's input datasets in param order, read once (none for a tool without data
+    params: no query at all, as most jobs of a busy server are such)."""
+    if not tool.data_params():
+        return []
+    links = sorted((link for link in ctx.store.job_datasets(job_id=job.id)
+                    if link["role"] == "input"), key=lambda r: (r["name"], r["position"]))
+    rows = {}
+    for link in links:
+        if link["dataset_id"] not in rows:
+            rows[link["dataset_id"]] = ctx.store.get_dataset(link["dataset_id"])
+    return [JobInput(link["name"], link["position"], rows[link["dataset_id"]]) for link in links]
+
+
+def input_datasets(ctx, inputs: list[JobInput]) -> dict[int, DatasetInfo]:
+    """The input datasets by id, with the paths the command sees."""
+    files = DatasetFiles(ctx.config.file_path)
+    found = {}
+    for item in inputs:
+        dataset = item.dataset
+        if dataset is None or dataset.deleted:
+            raise JobSetupError(f"input {item.name}: its dataset is gone (deleted after the "
+                                "job was submitted)")
+        found[dataset.id] = DatasetInfo(
+            id=dataset.id, path=files.path(dataset.id), format=dataset.format,
+            name=dataset.name, size=dataset.size, metadata=dataset.metadata or {})
+    return found
+
+
+def output_formats(job: Job, tool: Tool, inputs: list[JobInput]) -> dict[str, str]:
+    """The format of each output the job makes (filters applied)."""
+    formats = {}
+    for item in inputs:  # each data param's flat path -> its first dataset's format
+        if item.dataset is not None and item.name not in formats:
+            formats[item.name] = item.dataset.format
+    return {o.name: tool_outputs.output_format(tool, o, job.params, formats)
+            for o in tool_outputs.wanted_outputs(tool, job.params)}
+
+
+def output_names(job: Job, tool: Tool, formats: dict, inputs: list[JobInput]) -> dict[str, str]:
+    """Each output's dataset name: its label rendered as Galaxy does (Cheetah over the
+    top-level values, `$on_string` naming the inputs as "data N", `$tool.name`), or
+    NAME.FORMAT without a label or when the label cannot be rendered."""
+    names = {}
+    namespace = None
+    for name, fmt in formats.items():
+        label = tool.output(name).label
+        text = ""
+        if label and "$" not in label:
+            text = label
+        elif label:
+            if namespace is None:
+                ids = sorted({i.dataset.id for i in inputs if i.dataset is not None})
+                namespace = {k: v for k, v in job.params.items() if isinstance(k, str)}
+                namespace.update(on_string=" and ".join(f"data {i}" for i in ids),
+                                 tool=types.SimpleNamespace(name=tool.name, id=tool.id,
+                                                            version=tool.version))
+            try:
+                text = str(Template(source=label, searchList=[namespace])).strip()
+            except Exception:  # a label is decoration: a broken one never fails the job
+                text = ""
+        names[name] = text[:255] or f"{name}.{fmt}"
+    return names
+
+
+def _wants_email(tool: Tool) -> bool:
+    """Whether a template may use the user's email (saves a query per job otherwise)."""
+    texts = [tool.command] + [c.text for c in tool.configfiles] + [e.text for e in tool.environment]
+    return any("__user_email__" in t or "userEmail" in t for t in texts)
+
+
+def _user_email(ctx, user_id: int | None) -> str | None:
+    if user_id is None:
+        return None
+    with ctx.store.engine.connect() as conn:
+        return conn.execute(select(galaxy_user.c.email)
+                            .where(galaxy_user.c.id == user_id)).scalar()
+
+
+DPKG_STATUS = "/var/lib/dpkg/status"
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_packages(status_file: str = DPKG_STATUS) -> frozenset:
+    """Debian packages installed on this machine (read once per process)."""
+    installed, name = set(), None
+    try:
+        with open(status_file, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Package: "):
+                    name = line[9:].strip()
+                elif line.startswith("Status: ") and line.split()[-1] == "installed" and name:
+                    installed.add(name)
+    except OSError:
+        pass
+    return frozenset(installed)
+
+
+def check_requirements(tool: Tool) -> None:
+    """Each package requirement must be met on this machine (the local runner runs jobs
+    with the handler's environment): by a program of that name on the job's PATH (gzip),
+    or an installed Debian package of that name (coreutils, which no program is named
+    after). A missing one fails the job before it starts, naming it; versions are not
+    compared (the installed one is used, as Galaxy does without a dependency resolver)."""
+    missing = [r.name for r in tool.requirements if r.type == "package"
+               and shutil.which(r.name) is None and r.name not in _installed_packages()]
+    if missing:
+        raise JobSetupError(f"tool {tool.id} requires {', '.join(missing)}: no such program on "
+                            f"the job's PATH ({os.environ.get('PATH', '')}) and no such Debian "
+                            "package installed")
+
+
+def build(ctx, job: Job, files: JobFiles, *, local: bool) -> JobCommand:
+    """The command for `job` in the directory `files`, from its tool and values."""
+    tool = tool_of(ctx, job)
+    if tool is None:
+        if job.command_line:
+            return JobCommand(job.command_line)
+        raise JobSetupError(f"tool {job.tool_id} {job.tool_version} is no longer loaded")
+    if local:
+        check_requirements(tool)
+    inputs = job_inputs(ctx, job, tool)
+    outputs = {name: (files.path(relative_path(tool.output(name))), fmt)
+               for name, fmt in output_formats(job, tool, inputs).items()}
+    try:
+        built = evaluation.build_command(
+            tool, job.params, datasets=input_datasets(ctx, inputs), outputs=outputs,
+            working_directory=files.directory, new_file_path=ctx.config.new_file_path or "",
+            user_email=_user_email(ctx, job.user_id) if _wants_email(tool) else None,
+            config_directory=CONFIG_DIRECTORY)
+    except (evaluation.BuildError, ToolError) as exc:
+        raise JobSetupError(f"the command of tool {tool.id} could not be built: {exc}") from None
+    return JobCommand(built.command, dict(built.configfiles), dict(built.environment),
+                      built.version_command)
