@@ -16,7 +16,7 @@ def job_json(job: Job, *, full: bool = False) -> dict:
         "user_id": job.user_id, "attempt": job.attempt, "info": job.info,
         "create_time": iso(job.create_time), "queued_time": iso(job.queued_time),
         "start_time": iso(job.start_time), "end_time": iso(job.end_time),
-        "update_time": iso(job.update_time),
+        "update_time": iso(job.update_time), "command_version": job.command_version,
     }
     if full:
         d["params"] = job.params

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from muleteer.dataset_files import DatasetFileError, DatasetFiles, DiskFull
 from muleteer.job import Job, JobState
-from muleteer.job_files import STDERR, STDOUT, JobFiles, working_directory
+from muleteer.job_files import COMMAND_VERSION, STDERR, STDOUT, JobFiles, working_directory
 from muleteer.store.datasets import QuotaExceeded
 from muleteer.store.outputs import NewOutput
 from muleteer.job_outputs import relative_path
@@ -185,8 +185,12 @@ class Lifecycle:
         files = self.files(job)
         if not files.exists():
             return {}
-        return {"stdout": files.tail(STDOUT, OUTPUT_TEXT_BYTES).replace("\x00", ""),
+        text = {"stdout": files.tail(STDOUT, OUTPUT_TEXT_BYTES).replace("\x00", ""),
                 "stderr": files.tail(STDERR, OUTPUT_TEXT_BYTES).replace("\x00", "")}
+        version = files.read_small(COMMAND_VERSION)
+        if version is not None:
+            text["command_version"] = version.replace("\x00", "").strip()
+        return text
 
     def _cleanup(self, job: Job) -> None:
         """cleanup_job: remove an ended job's directory (always, or onsuccess when ok)."""

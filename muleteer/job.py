@@ -84,6 +84,7 @@ class Job:
     not_before: datetime | None = None  # a resubmitted attempt waits for its delay
     stdout: str | None = None  # the end of its stdout and stderr, kept when it ended
     stderr: str | None = None
+    command_version: str | None = None  # what the tool's <version_command> printed
 
     @classmethod
     def from_row(cls, row) -> "Job":

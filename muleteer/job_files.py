@@ -35,7 +35,7 @@ PID = "pid"
 NOT_STARTED = "not_started"  # not_started.<pid>: that gated script exited before its go
 LOG = "job.log"
 OUTPUTS = "outputs"
-TOOL_VERSION = "tool_version"  # what the tool's <version_command> printed
+COMMAND_VERSION = "COMMAND_VERSION"  # what the tool's <version_command> printed (Galaxy's name)
 
 # A file the server reads whole (exit code, pid) is a number: anything bigger is not ours.
 SMALL_FILE = 4096
@@ -142,7 +142,7 @@ class JobFiles:
                      version_command: str | None = None) -> str:
         """Write job.sh running `command` (default: the job's recorded command line) with the
         tool's `environment` exported, and the tool's `version_command` (its output kept in
-        TOOL_VERSION). `gated`: the script first waits for the handler's go on descriptor
+        COMMAND_VERSION). `gated`: the script first waits for the handler's go on descriptor
         GATE_FD (the local runner's fence: a handler that lost the job never says go)."""
         lines = ["#!/bin/bash",
                  f"# Muleteer job {job.id}: tool {job.tool_id} {job.tool_version}"]
@@ -177,7 +177,7 @@ class JobFiles:
             lines.append(f"export {name}={shlex.quote(value)}")
         lines.append(f"cd {shlex.quote(self.directory)} || exit 1")
         if version_command:
-            lines.append(f"( {version_command} ) > {TOOL_VERSION} 2>&1 < /dev/null")
+            lines.append(f"( {version_command} ) > {COMMAND_VERSION} 2>&1 < /dev/null")
         lines += [
             "(",
             job.command_line if command is None else command,
@@ -291,7 +291,7 @@ class JobFiles:
             data = fh.read(SMALL_FILE + 1)
         if len(data) > SMALL_FILE:
             return None
-        return data.decode("ascii", errors="replace")
+        return data.decode("utf-8", errors="replace")
 
     def tail(self, name: str, size: int) -> str:
         """The last `size` bytes of a file, as text ("" if it is missing or not a plain file)."""

@@ -44,6 +44,7 @@ job = Table(
     # directory; 0008).
     Column("stdout", Text),
     Column("stderr", Text),
+    Column("command_version", Text),  # what the tool's <version_command> printed
     Index("ix_job_state_handler_tag", "state", "handler_tag"),
     Index("ix_job_handler_state", "handler", "state"),
     Index("ix_job_tool_id", "tool_id"),

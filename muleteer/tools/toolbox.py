@@ -15,6 +15,7 @@ from galaxy.tool_util.version import parse_version
 from lxml import etree
 
 from muleteer.tools.errors import ToolError
+from muleteer.tools.evaluation import compile_templates
 from muleteer.tools.load import is_tool_file, load_tool
 from muleteer.tools.model import Tool
 
@@ -68,11 +69,14 @@ class Toolbox:
     def _load(self, path: str, section: str | None, hidden: bool = False) -> Tool | None:
         try:
             tool = load_tool(path, section=section)
+            if hidden:
+                tool = replace(tool, hidden=True)
+            # Once per tool, at load: a template that does not compile skips the wrapper
+            # (with its line) instead of failing each of its jobs.
+            compile_templates(tool)
         except ToolError as exc:
             self._error(str(exc))
             return None
-        if hidden:
-            tool = replace(tool, hidden=True)
         return tool if self.add(tool) else None
 
 

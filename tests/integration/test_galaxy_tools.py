@@ -91,7 +91,19 @@ def test_every_complete_text_processing_test_passes(tmp_path_factory):
     assert summary.passed == len(complete) and summary.failed == 0, text
 
 
-def test_a_broken_wrapper_is_skipped_with_its_file_and_line(tmp_path):
+VERSIONED_TOOL = """<tool id="versioned" name="Versioned" version="{version}" profile="22.05">
+    <version_command>echo 'versioned {version}'</version_command>
+    <command>echo 'ran {version}' > '$out'</command>
+    <outputs><data name="out" format="txt"/></outputs>
+</tool>
+"""
+
+
+def test_broken_wrappers_are_skipped_and_versions_are_chosen(tmp_path):
+    """A wrapper with a missing macro file and one whose template does not compile are
+    skipped, each logged with its file and line; the others load: two versions of one id
+    both, the newest by default, the other by tool_version; the version command's output
+    is kept with the job."""
     tools = tmp_path / "tools"
     tools.mkdir()
     for name in ("noop.xml", "macros.xml"):
@@ -103,12 +115,38 @@ def test_a_broken_wrapper_is_skipped_with_its_file_and_line(tmp_path):
         '    </macros>\n'
         '    <command>true</command>\n'
         '</tool>\n')
+    (tools / "bad_template.xml").write_text(
+        '<tool id="bad_template" name="Bad template" version="1.0" profile="22.05">\n'
+        '    <command>#if $x\necho no end</command>\n'
+        '    <inputs><param name="x" type="boolean"/></inputs>\n'
+        '</tool>\n')
+    for version in ("1.0", "2.0"):
+        (tools / f"versioned_{version}.xml").write_text(VERSIONED_TOOL.format(version=version))
     srv = UwsgiServer(str(tmp_path / "srv"), mules=1, job_conf=C_LOCALE_JOB_CONF,
                       galaxy={"tool_path": str(tools)}).start()
     try:
-        ids = [t["id"] for t in srv.http.get(f"{srv.url}/api/tools", timeout=30).json()]
-        assert ids == ["noop"]
+        ids = sorted(t["id"] for t in srv.http.get(f"{srv.url}/api/tools", timeout=30).json())
+        assert ids == ["noop", "versioned"]
         log = open(srv.logfile, errors="replace").read()
         assert "broken.xml" in log and "no_such_macros.xml" in log, srv.log_tail()
+        assert "bad_template.xml" in log and "<command>" in log, srv.log_tail()
+        shown = srv.http.get(f"{srv.url}/api/tools/versioned", timeout=30).json()
+        assert shown["version"] == "2.0" and shown["versions"] == ["1.0", "2.0"], shown
+        for asked, expected in ((None, "2.0"), ("1.0", "1.0")):
+            body = {"tool_id": "versioned", "params": {}}
+            if asked:
+                body["tool_version"] = asked
+            answer = srv.http.post(f"{srv.url}/api/jobs", json=body, timeout=30)
+            assert answer.status_code == 201, answer.text
+            job = srv.wait(answer.json()["id"])
+            assert job["state"] == "ok" and job["tool_version"] == expected, job
+            assert job["command_version"] == f"versioned {expected}", job
+            out = srv.http.get(f"{srv.url}/api/datasets/{job['outputs']['out']['id']}/display",
+                               timeout=30).text
+            assert out == f"ran {expected}\n"
+        missing = srv.http.post(f"{srv.url}/api/jobs", timeout=30, json={
+            "tool_id": "versioned", "tool_version": "3.0", "params": {}})
+        assert missing.status_code == 400 and missing.json()["field"] == "tool_version"
+        assert "1.0, 2.0" in missing.json()["error"]
     finally:
         srv.stop()
