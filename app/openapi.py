@@ -154,7 +154,18 @@ def spec() -> dict:
                           "properties": {"error": {"type": "string"}, "field": {"type": "string"}}},
                 "Submission": {"type": "object", "required": ["tool_id"], "additionalProperties": False,
                                "properties": {"tool_id": {"type": "string"},
-                                              "params": {"type": "object"},
+                                              "tool_version": {
+                                                  "type": "string", "minLength": 1,
+                                                  "description": "one of the tool's versions "
+                                                                 "(default: the newest)"},
+                                              "params": {
+                                                  "type": "object",
+                                                  "description": "nested, or Galaxy's flat form "
+                                                                 "(\"cond|sel\", \"rep_0|x\")"},
+                                              "inputs": {
+                                                  "type": "object",
+                                                  "description": "Galaxy's name for params "
+                                                                 "(send one of the two)"},
                                               "client_request_id": {
                                                   "type": "string", "minLength": 1, "maxLength": 255,
                                                   "description": "the same as the Idempotency-Key "

@@ -20,8 +20,9 @@ import pytest
 
 from muleteer import tool_test
 from tests.support.uwsgi_server import REPO, UwsgiServer
+from tests.support.shared_tools import text_processing_dir
 
-CORPUS = os.path.realpath(os.path.join(REPO, "..", "shared", "galaxy-tools", "text_processing"))
+CORPUS = text_processing_dir()
 
 # Galaxy's test environments run tools in the C locale; the corpus's expected files assume it.
 C_LOCALE_JOB_CONF = """<?xml version="1.0"?>

@@ -20,8 +20,9 @@ from muleteer.tools.model import (
     Sanitizer, Section, Tool, When,
 )
 from muleteer.tools.sanitize import sanitize_text
+from tests.support.shared_tools import text_processing_dir
 
-SHARED_TOOLS = Path("/work/shared/galaxy-tools/text_processing")
+SHARED_TOOLS = Path(text_processing_dir())
 BASH = shutil.which("bash")
 
 

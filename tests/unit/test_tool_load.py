@@ -12,11 +12,12 @@ from muleteer.tools.model import (ChangeFormat, Conditional, ConfigFile, Contain
                                   Param, ParamType, Repeat, Requirement, Section)
 from muleteer.tools.sanitize import sanitize_text
 from muleteer.tools.toolbox import load_toolbox
+from tests.support.shared_tools import text_processing_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "data", "tool_load")
 FIXTURES = os.path.abspath(FIXTURES)
-TEXT_PROCESSING = "/work/shared/galaxy-tools/text_processing"
+TEXT_PROCESSING = text_processing_dir()
 
 needs_text_processing = pytest.mark.skipif(
     not os.path.isdir(TEXT_PROCESSING),

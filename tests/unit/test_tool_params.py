@@ -9,8 +9,9 @@ from muleteer.tools.model import (Conditional, DynamicOptions, Option, Param, Pa
                                   Repeat, Section, Tool, Validator, When)
 from muleteer.tools.params import (MAX_TEXT, Visit, check_columns, check_params, check_value,
                                    flatten, walk)
+from tests.support.shared_tools import text_processing_dir
 
-SHARED = "/work/shared/galaxy-tools/text_processing"
+SHARED = text_processing_dir()
 
 
 def tool(*inputs, tool_id="t") -> Tool:

@@ -18,9 +18,10 @@ from muleteer.tool_test import (
     DataRef, JobTimeout, ServerError, Upload, UsageError, collect_cases,
     find_tool_files, load_cases, resolve_params, run_tests, wait_for_job,
 )
+from tests.support.shared_tools import text_processing_dir
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path("/work/shared/galaxy-tools/text_processing")
+SHARED = Path(text_processing_dir())
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"the shared Galaxy wrappers are not at {SHARED} "
                                 "(reference material outside the repository)")
