@@ -18,6 +18,8 @@ scripts/postgres-up >/dev/null
 # Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 scripts/nginx-install
 scripts/browser-install
+# sudo, for the real-user site scripts' tests (contrib/sudoers.d/muleteer).
+scripts/sudo-install
 # With the services brought up here, a test that cannot reach one must fail, not skip.
 export MULETEER_REQUIRE_CLUSTERS=1 MULETEER_REQUIRE_POSTGRES=1 MULETEER_REQUIRE_NGINX=1 \
     MULETEER_REQUIRE_BROWSER=1 MULETEER_REQUIRE_FUZZ=1
