@@ -197,6 +197,8 @@ def submit_job():
                                          current_owner()["id"], idempotency_key=idempotency_key)
     except ParamError as exc:
         raise ApiError(400, str(exc), exc.field) from None
+    except submission.Refused as exc:
+        raise ApiError(403, str(exc), "user") from None
     if created:
         response = jsonify(job_json(job))
         response.status_code = 201

@@ -21,7 +21,8 @@ from muleteer.store import iso
 from muleteer.tools import ParamError
 from muleteer.job_files import STDERR, STDOUT, JobFiles
 from muleteer.job_outputs import relative_path
-from app.tool_form import job_param_rows
+from app.tool_form import error_path, flat_params, form_view, help_html, job_param_rows
+from muleteer.tools.params import check_params
 
 pages = Blueprint("pages", __name__)
 TAIL_BYTES = 16 * 1024
@@ -120,7 +121,6 @@ def tool_form(tool_id):
     """A tool's form (app/tool_form.py builds it, app/static/tool_form.js runs it): GET
     shows it (?version= for another version), POST submits it as Galaxy's flat params and
     shows it again, as sent, with the error by its field when check_params refuses."""
-    from app.tool_form import error_path, flat_params, form_view, help_html
     toolbox = _ctx().tools
     version = request.form.get("tool_version") or request.args.get("version") or None
     tool = toolbox.get(tool_id, version)
@@ -134,13 +134,14 @@ def tool_form(tool_id):
 
     if request.method == "GET":
         return show(None, {})
-    from muleteer.tools.params import check_params
     try:
         values = check_params(tool, flat_params(tool, request.form))
         job, _ = submission.submit(_ctx(), current_app.extensions["muleteer.dispatcher"], tool,
                                    values, current_owner()["id"])
     except ParamError as exc:
         return show(request.form, {error_path(exc.field): exc.message}, 400)
+    except submission.Refused as exc:  # shown above the form: it is about the user
+        return show(request.form, {"user": str(exc)}, 403)
     flash(f"Job {job.id} submitted.")
     return redirect(url_for("pages.job", job_id=job.id))
 

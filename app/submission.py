@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
+
 from muleteer import formats
 from muleteer.job import Job, JobState
+from muleteer.models import galaxy_user
+from muleteer.system_users import NoSystemAccount, system_account
 from muleteer.tools import params
 from muleteer.tools.errors import ParamError
 from muleteer.tools.model import ParamType
 
 log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """The user may not run jobs here at all (real_system_username: no usable system
+    account); the API answers 403 with this message."""
 
 
 def submit(ctx, dispatcher, tool, values: dict, user_id: int,
@@ -24,6 +33,7 @@ def submit(ctx, dispatcher, tool, values: dict, user_id: int,
     and the first job is returned instead. Returns the job and whether it is new. A data
     param naming a dataset that is not the user's, deleted, or of a format the param does not
     accept is a ParamError naming the field, as is a data_column past its dataset's columns."""
+    check_system_account(ctx, user_id)
     inputs = input_datasets(ctx, tool, values, user_id)
     destination = ctx.job_conf.destination_for(tool.id)
     handler = dispatcher.handler_for(tool.id)
@@ -40,6 +50,20 @@ def submit(ctx, dispatcher, tool, values: dict, user_id: int,
              handler, destination.id, destination.runner, user_id)
     dispatcher.notify(job.id, handler)  # after the commit, never before
     return job, True
+
+
+def check_system_account(ctx, user_id: int) -> None:
+    """With real_system_username set, a user whose jobs would have no system account to run
+    as (none, or one below real_system_min_uid) is refused now, not failed later."""
+    method = ctx.config.real_system_username
+    if not method:
+        return
+    with ctx.store.engine.connect() as conn:
+        email = conn.execute(select(galaxy_user.c.email).where(galaxy_user.c.id == user_id)).scalar()
+    try:
+        system_account(email or "", method, ctx.config.real_system_min_uid)
+    except NoSystemAccount as exc:
+        raise Refused(f"your jobs cannot run on this server: {exc}; ask its admins") from None
 
 
 def input_datasets(ctx, tool, values: dict, user_id: int) -> list[tuple[str, int, int]]:

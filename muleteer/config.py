@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 
 import yaml
 
+from muleteer.system_users import parse_mapping
+
 
 class ConfigError(Exception):
     """galaxy.yml is unreadable or holds a bad setting; the message says where."""
@@ -61,11 +63,17 @@ _SETTINGS = {
     # Galaxy's cleanup_job: remove a finished job's directory always, onsuccess (when it
     # ended ok) or never; its outputs live on as datasets, stdout/stderr in its row.
     "cleanup_job": (str, "onsuccess"),
+    # Jobs as the real user (muleteer/system_users.py): Galaxy's real_system_username
+    # (none: every job is the server account's; user_email: the email's local part; or a
+    # mapping file of `email account` lines), and the lowest uid a job may run as.
+    "real_system_username": (str, ""),
+    "real_system_min_uid": (int, 1000),
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PATHS = {"job_config_file", "tool_path", "tool_config_file", "job_working_directory",
           "new_file_path", "environment_setup_file", "tus_upload_store",
           "file_path"}
+REAL_SYSTEM_USERNAME_METHODS = ("user_email",)
 
 
 @dataclass
@@ -105,6 +113,8 @@ class Config:
     file_path: str = ""
     max_upload_size: int = 100 * 1024 * 1024
     user_quota: int | None = None  # bytes; None: no quota
+    real_system_username: str = ""  # "", "user_email", or a mapping file's path
+    real_system_min_uid: int = 1000
 
     def resolve(self, path: str) -> str:
         return path if not path or os.path.isabs(path) else os.path.join(self.root, path)
@@ -153,6 +163,20 @@ def load_config(config_file: str | None = None, overrides: dict | None = None) -
     for name in _PATHS:
         setattr(config, name, config.resolve(getattr(config, name)))
     config.database_connection = _resolve_sqlite_url(config, config.database_connection)
+    method = config.real_system_username
+    if method and method not in REAL_SYSTEM_USERNAME_METHODS:
+        if method == "username":
+            raise ConfigError(f"{config_file}: galaxy.real_system_username: `username` is not "
+                              "available (users here have an email, no separate username): use "
+                              "user_email or a mapping file of `email account` lines")
+        config.real_system_username = config.resolve(method)  # a mapping file
+        if not os.path.isfile(config.real_system_username):
+            raise ConfigError(f"{config_file}: galaxy.real_system_username: expected user_email "
+                              f"or a mapping file; {config.real_system_username} is not a file")
+        try:
+            parse_mapping(config.real_system_username)
+        except ValueError as exc:
+            raise ConfigError(f"{config_file}: galaxy.real_system_username: {exc}") from None
     return config
 
 
