@@ -383,23 +383,29 @@ class Handover:
     gid: int
 
 
-def chown_tree(fd: int, path: str, handover: Handover, warn: Callable[[str], None]) -> int:
+# A job can nest directories as deep as it likes; the walk holds one descriptor and one
+# Python frame per level, so it stops (with a warning) well before either runs out.
+MAX_DEPTH = 128
+
+
+def chown_tree(fd: int, path: str, handover: Handover, warn: Callable[[str], None],
+               depth: int = 0) -> int:
     """Chown the directory open on `fd` and everything below it, through descriptors only:
     entries are opened with O_NOFOLLOW relative to their parent's descriptor and checked
     with fstat on that descriptor, links are left alone (their targets are never touched),
-    nothing crosses to another file system.
+    nothing crosses to another file system, nothing deeper than MAX_DEPTH levels changes.
     Returns how many entries were changed."""
     dev = os.fstat(fd).st_dev
     changed = 0
     for name in os.listdir(fd):
-        changed += _chown_child(fd, name, f"{path}/{name}", dev, handover, warn)
+        changed += _chown_child(fd, name, f"{path}/{name}", dev, handover, warn, depth + 1)
     # The directory itself last: if this is interrupted, the top still has its old owner and
     # running the same command again is accepted and finishes the job.
     return changed + _chown_entry_fd(fd, path, handover, warn)
 
 
 def _chown_child(parent_fd: int, name: str, path: str, dev: int, handover: Handover,
-                 warn: Callable[[str], None]) -> int:
+                 warn: Callable[[str], None], depth: int) -> int:
     info = os.lstat(name, dir_fd=parent_fd)
     if info.st_dev != dev:
         warn(f"skipped {path}: on another file system (a mount point)")
@@ -410,13 +416,16 @@ def _chown_child(parent_fd: int, name: str, path: str, dev: int, handover: Hando
         # by name would race with the job swapping it for a hard link to someone's file.
         return 0
     if stat.S_ISDIR(info.st_mode):
+        if depth > MAX_DEPTH:
+            warn(f"skipped {path}: deeper than {MAX_DEPTH} directory levels")
+            return 0
         try:
             child = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         except OSError as error:  # replaced by a link or removed since the lstat
             warn(f"skipped {path}: {error.strerror}")
             return 0
         try:
-            return chown_tree(child, path, handover, warn)
+            return chown_tree(child, path, handover, warn, depth)
         finally:
             os.close(child)
     if stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode):

@@ -251,6 +251,26 @@ def test_a_hard_linked_file_is_skipped_with_a_warning(site, accounts):
     assert os.stat(os.path.join(job, "job.sh")).st_uid == accounts.alice.uid
 
 
+def test_a_tree_nested_past_the_depth_limit_is_stopped_with_a_warning(site, accounts):
+    """A job may nest directories as deep as it likes (here 300, past the walk's limit of
+    128: deep enough to tell, shallow enough for the fixture's rmtree); the walk stops at
+    its limit instead of running out of stack or descriptors, and says so."""
+    job = site.job(10)
+    fd = os.open(job, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(300):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.fchown(child, accounts.server.uid, accounts.server.gid)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    result = run(CHOWN, job, accounts.alice.name, str(accounts.alice.gid), env=site.env())
+    assert result.returncode == 0, result.stderr
+    assert "deeper than" in result.stderr
+    assert os.stat(job).st_uid == accounts.alice.uid
+    assert os.stat(os.path.join(job, "d", "d")).st_uid == accounts.alice.uid
+
+
 def test_a_third_users_file_inside_is_left_alone(site, accounts):
     job = site.job(9)
     planted = os.path.join(job, "outputs", "bobs")
