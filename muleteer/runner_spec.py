@@ -9,10 +9,11 @@ plugin and destination against them when the file loads, not when a first job ru
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 _INT = re.compile(r"^\s*[+-]?[0-9]+\s*$")  # ASCII digits only: str.isdigit() accepts '²'
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -28,6 +29,9 @@ class Param:
     doc: str = ""
     minimum: float | None = None
     aliases: tuple[str, ...] = ()  # other names Galaxy accepts (native_specification)
+    # A runner's own rule on the typed value (ValueError saying why): e.g. a qsub option
+    # the scheduler's client would silently ignore.
+    check: Callable[[object], None] | None = None
 
     def coerce(self, value):
         """The value as this param's type; ValueError (saying what was expected) if it is not.
@@ -42,7 +46,7 @@ class Param:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ValueError(f"expected {kind}, got {type(value).__name__}")
         if self.type is str:
-            return value if isinstance(value, str) else str(value)
+            return self._checked(value if isinstance(value, str) else str(value))
         if self.type is int:
             if isinstance(value, float) or (isinstance(value, str) and not _INT.match(value)):
                 raise ValueError(f"expected {kind}")
@@ -56,7 +60,12 @@ class Param:
                 raise ValueError("expected a finite number")
         if self.minimum is not None and result < self.minimum:
             raise ValueError(f"expected {kind} of at least {self.minimum:g}")
-        return result
+        return self._checked(result)
+
+    def _checked(self, value):
+        if self.check is not None:
+            self.check(value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,8 @@ class RunnerSpec:
     destination_params: tuple[Param, ...] = ()
     url_form: tuple[str, ...] | None = None
     destination_param_prefixes: tuple[str, ...] = ()
+    # The runner's rule for a prefixed param (name, value): ValueError saying why not.
+    prefix_check: Callable[[str, object], None] | None = None
     doc: str = ""
 
     def plugin_param(self, name: str) -> Param | None:
@@ -81,7 +92,8 @@ class RunnerSpec:
     def destination_param(self, name: str) -> Param | None:
         found = _find(self.destination_params, name)
         if found is None and name.startswith(self.destination_param_prefixes):
-            return Param(name, str, "")
+            check = functools.partial(self.prefix_check, name) if self.prefix_check else None
+            return Param(name, str, "", check=check)
         return found
 
     def plugin_values(self, params: Mapping) -> dict:

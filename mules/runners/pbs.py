@@ -11,6 +11,7 @@ exit code always comes from the job script's exit-code file.
 """
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 from muleteer.job_files import SCRIPT
@@ -18,6 +19,28 @@ from muleteer.runner_spec import Param, RunnerSpec
 from mules.runners import cli
 from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
                                    PENDING, ClusterRunner, SchedulerError, Status)
+
+# Galaxy's "staged" method asks TORQUE to copy files with `-W stagein=`/`stageout=`. Slurm's
+# TORQUE wrappers (the pbs runner's test cluster) accept and silently ignore them: the job
+# ran without its file (measured). Refused when the job configuration loads, rather than a
+# job that finds nothing.
+_IGNORED_ATTRIBUTES = ("stagein", "stageout")
+
+
+def _no_staging_attributes(text: str) -> None:
+    words = shlex.split(text) if isinstance(text, str) else []
+    for word in words:
+        name = word.split("=", 1)[0].strip().lower()
+        if name in _IGNORED_ATTRIBUTES or any(word.lower().startswith(f"-w{a}") for a in
+                                               _IGNORED_ATTRIBUTES):
+            raise ValueError(f"-W {name}: TORQUE file staging is not supported (Slurm's TORQUE "
+                             "wrappers ignore it, so the job would run without its files)")
+
+
+def _check_prefixed(name: str, value) -> None:
+    if name == "-W":
+        _no_staging_attributes(value)
+
 
 SPEC = RunnerSpec(
     type="pbs",
@@ -27,8 +50,9 @@ SPEC = RunnerSpec(
         Param("queue", str, "", "qsub -q"),
         Param("destination", str, "", "qsub -q (Galaxy's other name for queue)"),
         Param("server", str, "", "the queue's server (queue@server)"),
-        NATIVE_SPECIFICATION),
+        dataclasses.replace(NATIVE_SPECIFICATION, check=_no_staging_attributes)),
     destination_param_prefixes=("-",),  # any `-X` param is that qsub option
+    prefix_check=_check_prefixed,
     url_form=("server", "queue", "nativeSpecification"),  # pbs://server/queue/options/
     doc="TORQUE/PBS qsub, qstat, qdel")
 

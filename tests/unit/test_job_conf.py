@@ -764,3 +764,35 @@ def test_macro_tokens_with_another_quote(write):
         </job_conf>
     """))
     assert list(conf.destinations) == ["only"]
+
+
+@pytest.mark.parametrize("param", [
+    '<param id="nativeSpecification">-l nodes=1 -W stagein=in.txt@head:/data/in.txt</param>',
+    '<param id="-W">stageout=out.txt@head:/data/out.txt</param>',
+])
+def test_torque_file_staging_is_refused_when_the_file_loads(write, param):
+    """Slurm's TORQUE wrappers accept -W stagein/stageout and ignore them (measured: the job
+    ran without its file), so a destination asking for them is an error naming it."""
+    path = write("job_conf.xml", f"""<job_conf>
+        <plugins><plugin id="pbs" type="runner" load="galaxy.jobs.runners.pbs:PBSJobRunner"/></plugins>
+        <destinations default="torque">
+            <destination id="torque" runner="pbs">{param}</destination>
+        </destinations>
+    </job_conf>""")
+    with pytest.raises(JobConfError) as info:
+        load_job_conf(path)
+    assert "TORQUE file staging is not supported" in str(info.value)
+    assert "torque" in str(info.value) and "line" in str(info.value)
+
+
+def test_other_torque_attributes_still_load(write):
+    path = write("job_conf.xml", """<job_conf>
+        <plugins><plugin id="pbs" type="runner" load="galaxy.jobs.runners.pbs:PBSJobRunner"/></plugins>
+        <destinations default="torque">
+            <destination id="torque" runner="pbs">
+                <param id="nativeSpecification">-W depend=afterok:1 -l walltime=00:10:00</param>
+                <param id="-W">umask=022</param>
+            </destination>
+        </destinations>
+    </job_conf>""")
+    assert load_job_conf(path).destinations["torque"].params["-W"] == "umask=022"
