@@ -134,7 +134,8 @@ def test_broken_wrappers_are_skipped_and_versions_are_chosen(tmp_path):
         shown = srv.http.get(f"{srv.url}/api/tools/versioned", timeout=30).json()
         assert shown["version"] == "2.0" and shown["versions"] == ["1.0", "2.0"], shown
         for asked, expected in ((None, "2.0"), ("1.0", "1.0")):
-            body = {"tool_id": "versioned", "params": {}}
+            # Galaxy's clients send `inputs`; ours `params`: both are taken.
+            body = {"tool_id": "versioned", "inputs" if asked else "params": {}}
             if asked:
                 body["tool_version"] = asked
             answer = srv.http.post(f"{srv.url}/api/jobs", json=body, timeout=30)
