@@ -28,6 +28,7 @@ from muleteer.tools.model import (
 )
 from muleteer.tools.sanitize import OFF, parse_sanitizer
 
+log = logging.getLogger(__name__)
 _TOOL_ID = re.compile(r"^[A-Za-z0-9_.\-+]{1,255}$")
 # A name is used in Cheetah ($name) and in flat paths (cond|name, rep_0|name).
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -50,6 +51,21 @@ def load_tool(path: str, section: str | None = None) -> Tool:
         reader.fail(root, "the root element must be <tool>")
     reader.check_tokens(root)
     return reader.tool(tool_source, section)
+
+
+# Cheetah looks a `$name` up on the namespace dict's attributes before its keys, so a param
+# with one of these names reads as the dict's method in a template (Galaxy shares this).
+_DICT_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
+
+
+def _warn_shadowed_names(path: str, inputs) -> None:
+    """Log (not refuse: Galaxy loads such wrappers too) each top-level input whose name a
+    template cannot reach as `$name`."""
+    for item in inputs:
+        if item.name in _DICT_METHODS:
+            log.warning("%s: the input %r reads as a dict method in Cheetah ($%s is not this "
+                        "input; templates must use another name): rename it", path, item.name,
+                        item.name)
 
 
 def is_tool_file(path: str) -> bool:
@@ -237,6 +253,7 @@ class _Reader:
         help_content = tool_source.parse_help()
         version_command = tool_source.parse_version_command()
         inputs = self.inputs(root, tool_sanitize)
+        _warn_shadowed_names(self.path, inputs)
         return Tool(
             id=tool_id,
             name=tool_source.parse_name() or tool_id,

@@ -461,3 +461,17 @@ def test_shipped_tools_load():
     assert len(toolbox) >= 1
     assert all(isinstance(i, (Param, Conditional, Repeat, Section))
                for t in toolbox.values() for i in t.inputs)
+
+
+def test_an_input_named_like_a_dict_method_is_loaded_with_a_warning(tmp_path, caplog):
+    """Cheetah reads `$keys` as the namespace's own keys(): the admin is told at load."""
+    path = tmp_path / "keys.xml"
+    path.write_text('<tool id="k" name="K" version="1" profile="22.05">'
+                    '<command>echo</command><inputs>'
+                    '<repeat name="keys" title="Key"><param name="c" type="integer" value="1"/></repeat>'
+                    '<param name="fine" type="text"/></inputs></tool>')
+    with caplog.at_level("WARNING", logger="muleteer.tools.load"):
+        tool = load_tool(str(path))
+    assert [i.name for i in tool.inputs] == ["keys", "fine"]
+    assert any("'keys' reads as a dict method" in r.getMessage() for r in caplog.records)
+    assert not any("'fine'" in r.getMessage() for r in caplog.records)
