@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
-
 from muleteer import formats
 from muleteer.job import Job, JobState
-from muleteer.models import galaxy_user
 from muleteer.system_users import NoSystemAccount, system_account
 from muleteer.tools import params
 from muleteer.tools.errors import ParamError
@@ -58,10 +55,9 @@ def check_system_account(ctx, user_id: int) -> None:
     method = ctx.config.real_system_username
     if not method:
         return
-    with ctx.store.engine.connect() as conn:
-        email = conn.execute(select(galaxy_user.c.email).where(galaxy_user.c.id == user_id)).scalar()
     try:
-        system_account(email or "", method, ctx.config.real_system_min_uid)
+        system_account(ctx.store.user_email(user_id) or "", method,
+                       ctx.config.real_system_min_uid)
     except NoSystemAccount as exc:
         raise Refused(f"your jobs cannot run on this server: {exc}; ask its admins") from None
 

@@ -17,13 +17,11 @@ import types
 from dataclasses import dataclass, field
 
 from Cheetah.Template import Template
-from sqlalchemy import select
 
 from muleteer.dataset_files import DatasetFiles
 from muleteer.job import Job
 from muleteer.job_files import JobFiles
 from muleteer.job_outputs import relative_path
-from muleteer.models import galaxy_user
 from muleteer.tools import evaluation, outputs as tool_outputs
 from muleteer.tools.errors import ToolError
 from muleteer.tools.model import DatasetInfo, Tool
@@ -45,7 +43,7 @@ class JobCommand:
 
 
 def tool_of(ctx, job: Job) -> Tool | None:
-    return ctx.tools.get(job.tool_id, job.tool_version) or None
+    return ctx.tools.get(job.tool_id, job.tool_version)
 
 
 @dataclass(frozen=True)
@@ -112,26 +110,29 @@ def output_names(job: Job, tool: Tool, formats: dict, inputs: list[JobInput]) ->
                 namespace.update(on_string=" and ".join(f"data {i}" for i in ids),
                                  tool=types.SimpleNamespace(name=tool.name, id=tool.id,
                                                             version=tool.version))
+            template = _label_template(label)
             try:
-                text = str(Template(source=label, searchList=[namespace])).strip()
+                text = str(template(searchList=[namespace])).strip() if template else ""
             except Exception:  # a label is decoration: a broken one never fails the job
                 text = ""
         names[name] = text[:255] or f"{name}.{fmt}"
     return names
 
 
+@functools.lru_cache(maxsize=1024)
+def _label_template(label: str):
+    """A label's compiled Cheetah class, once per distinct label (compiling is the costly
+    part, and a job's end is the handler's hot path); None if it does not compile."""
+    try:
+        return Template.compile(source=label)
+    except Exception:
+        return None
+
+
 def _wants_email(tool: Tool) -> bool:
     """Whether a template may use the user's email (saves a query per job otherwise)."""
     texts = [tool.command] + [c.text for c in tool.configfiles] + [e.text for e in tool.environment]
     return any("__user_email__" in t or "userEmail" in t for t in texts)
-
-
-def _user_email(ctx, user_id: int | None) -> str | None:
-    if user_id is None:
-        return None
-    with ctx.store.engine.connect() as conn:
-        return conn.execute(select(galaxy_user.c.email)
-                            .where(galaxy_user.c.id == user_id)).scalar()
 
 
 DPKG_STATUS = "/var/lib/dpkg/status"
@@ -183,7 +184,7 @@ def build(ctx, job: Job, files: JobFiles, *, local: bool) -> JobCommand:
         built = evaluation.build_command(
             tool, job.params, datasets=input_datasets(ctx, inputs), outputs=outputs,
             working_directory=files.directory, new_file_path=ctx.config.new_file_path or "",
-            user_email=_user_email(ctx, job.user_id) if _wants_email(tool) else None,
+            user_email=ctx.store.user_email(job.user_id) if _wants_email(tool) else None,
             config_directory=CONFIG_DIRECTORY)
     except (evaluation.BuildError, ToolError) as exc:
         raise JobSetupError(f"the command of tool {tool.id} could not be built: {exc}") from None

@@ -86,15 +86,14 @@ class Lifecycle:
             if outcome.exit_code == 0:
                 return self._end(job, JobState.OK, None, exit_code=0)
             return self.failed(job, f"exit code {outcome.exit_code}", exit_code=outcome.exit_code)
-        files = self.files(job)
-        verdict = stdio.judge(tool.stdio, outcome.exit_code,
-                              files.tail(STDOUT, OUTPUT_TEXT_BYTES).replace("\x00", ""),
-                              files.tail(STDERR, OUTPUT_TEXT_BYTES).replace("\x00", ""))
+        text = self._output_text(job)  # read once: judged here, kept in the row at the end
+        verdict = stdio.judge(tool.stdio, outcome.exit_code, text.get("stdout", ""),
+                              text.get("stderr", ""))
         if verdict.failed:
             reason = MEMORY if verdict.oom else None
             return self.failed(job, verdict.reason or f"exit code {outcome.exit_code}", reason,
-                               exit_code=outcome.exit_code)
-        return self._ok_with_outputs(job, tool, outcome.exit_code)
+                               exit_code=outcome.exit_code, **text)
+        return self._ok_with_outputs(job, tool, outcome.exit_code, text)
 
     def failed(self, job: Job, info: str, reason: str | None = None, **values) -> Job | None:
         """The job failed; a matching <resubmit> rule sends it back to `new` instead."""
@@ -106,11 +105,11 @@ class Lifecycle:
         return self._end(job, JobState.DELETED, info)
 
     # -- internals ----------------------------------------------------------------------
-    def _ok_with_outputs(self, job: Job, tool, exit_code: int) -> Job | None:
+    def _ok_with_outputs(self, job: Job, tool, exit_code: int, text: dict) -> Job | None:
         """`ok`, each output the tool makes (its filters passed) stored as a dataset of the
         job's owner, with the datasets its <discover_datasets> rules find, in one
         transaction under the lease; an output that is missing or cannot be stored (a full
-        disk, the owner's quota) ends the job `error` saying why."""
+        disk, the owner's quota) ends the job `error` saying why. `text`: _output_text's."""
         files, store_files = self.files(job), DatasetFiles(self.ctx.config.file_path)
         inputs = job_command.job_inputs(self.ctx, job, tool)
         formats = job_command.output_formats(job, tool, inputs)
@@ -120,7 +119,7 @@ class Lifecycle:
         missing = files.missing_outputs(made)
         if missing:
             return self.failed(job, f"output(s) not produced: {', '.join(missing)}",
-                               exit_code=exit_code)
+                               exit_code=exit_code, **text)
         found = []  # (output name, dataset name, format, relative path)
         listing = None
         for output in wanted:
@@ -129,34 +128,36 @@ class Lifecycle:
                 try:
                     discovered = tool_outputs.discover(output.discover, listing)
                 except ValueError as exc:
-                    return self.failed(job, f"output {output.name}: {exc}", exit_code=exit_code)
+                    return self.failed(job, f"output {output.name}: {exc}",
+                                       exit_code=exit_code, **text)
                 if files.is_regular(relative_path(output)):
                     found.append((output.name, labels[output.name], formats[output.name],
                                   relative_path(output)))
                 for item in discovered:
-                    found.append((f"{output.name}_{item.designation}", item.name or item.designation,
-                                  item.format, item.path))
+                    found.append((f"{output.name}_{item.designation}",
+                                  item.name or item.designation, item.format, item.path))
             else:
                 found.append((output.name, labels[output.name], formats[output.name],
                               relative_path(output)))
         if job.user_id is None or not found:
-            return self._end(job, JobState.OK, None, exit_code=exit_code)
+            return self._end(job, JobState.OK, None, exit_code=exit_code, **text)
         outputs = []
         try:
             for name, label, fmt, relative in found:
                 fh = files.open_regular(relative)
                 if fh is None:
                     return self.failed(job, f"output {name} is not a regular file",
-                                       exit_code=exit_code)
+                                       exit_code=exit_code, **text)
                 with fh:
                     staged = store_files.stage(fh)
                 outputs.append(NewOutput(name, label, fmt, staged))
             row = self.store.end_with_outputs(job.id, job.lease, self.handler_name,
                                               job.user_id, outputs, place=store_files.commit,
                                               quota=self.ctx.config.user_quota,
-                                              exit_code=exit_code, **self._output_text(job))
+                                              exit_code=exit_code, **text)
         except (DiskFull, DatasetFileError, QuotaExceeded) as exc:
-            return self.failed(job, f"its outputs could not be stored: {exc}", exit_code=exit_code)
+            return self.failed(job, f"its outputs could not be stored: {exc}",
+                               exit_code=exit_code, **text)
         finally:
             for output in outputs:
                 output.staged.discard()
@@ -171,8 +172,10 @@ class Lifecycle:
         return row
 
     def _end(self, job: Job, state: JobState, info: str | None, **values) -> Job | None:
+        if "stdout" not in values:  # the caller has not read them (ended() has)
+            values = {**self._output_text(job), **values}
         row = self.store.transition(job.id, state, handler=self.handler_name, lease=job.lease,
-                                    info=info, **self._output_text(job), **values)
+                                    info=info, **values)
         if row:
             log.info("job %s %s: handler=%s destination=%s runner=%s external_id=%s%s",
                      job.id, row.state, self.handler_name, job.destination_id, job.runner,

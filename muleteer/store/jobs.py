@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, func, insert, select, text, update
 
 from muleteer.job import TERMINAL, Job, JobState, sources
-from muleteer.models import job, job_dataset, job_state_history
+from muleteer.models import galaxy_user, job, job_dataset, job_state_history
 from muleteer.store.database import utcnow
 
 
@@ -75,6 +75,14 @@ class JobRecords:
             with self.engine.connect() as own:
                 found = own.execute(query).mappings().first()
         return Job.from_row(found) if found else None
+
+    def user_email(self, user_id: int | None) -> str | None:
+        """The email of a job's owner (what $__user_email__ and real_system_username use)."""
+        if user_id is None:
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(select(galaxy_user.c.email)
+                                .where(galaxy_user.c.id == user_id)).scalar()
 
     def get_job(self, job_id: int, retry: bool = False) -> Job | None:
         """The job's row; `retry` (a handler reading to decide): retried while the database

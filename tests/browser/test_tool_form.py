@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.support.uwsgi_server import REPO, UwsgiServer
+from tests.support.uwsgi_server import LOCAL_JOB_CONF, REPO, UwsgiServer
 
 try:
     from playwright.sync_api import expect
@@ -20,23 +20,13 @@ except ImportError:  # conftest's browser_available skips (or fails) every test,
 
 FIXTURES = os.path.join(REPO, "tests", "data", "tool_form")
 TOOL = os.path.join(FIXTURES, "pick_columns.xml")
-JOB_CONF = """<?xml version="1.0"?>
-<job_conf>
-    <plugins workers="2">
-        <plugin id="local" type="runner" load="galaxy.jobs.runners.local:LocalJobRunner"/>
-    </plugins>
-    <destinations default="local">
-        <destination id="local" runner="local"/>
-    </destinations>
-</job_conf>
-"""
 TABLE = "name\tgroup\tscore\ncarol\tb\t7\nalice\ta\t10\n"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """This module's own server (conftest's `alice` and `login` use it): the fixture tool only."""
-    srv = UwsgiServer(str(tmp_path_factory.mktemp("tool_form")), job_conf=JOB_CONF, mules=1,
+    srv = UwsgiServer(str(tmp_path_factory.mktemp("tool_form")), job_conf=LOCAL_JOB_CONF, mules=1,
                       galaxy={"tool_path": FIXTURES}).start()
     yield srv
     srv.stop()

@@ -10,14 +10,7 @@ import uuid
 
 import pytest
 
-from tests.support.uwsgi_server import UwsgiServer
-
-JOB_CONF = """<?xml version="1.0"?>
-<job_conf>
-    <plugins><plugin id="local" type="runner" load="galaxy.jobs.runners.local:LocalJobRunner"/></plugins>
-    <destinations default="local"><destination id="local" runner="local"/></destinations>
-</job_conf>
-"""
+from tests.support.uwsgi_server import LOCAL_JOB_CONF, UwsgiServer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"),
                                 reason="needs root and useradd (a real system account)")
@@ -34,7 +27,7 @@ def account():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, account):
-    srv = UwsgiServer(str(tmp_path_factory.mktemp("real_user")), mules=1, job_conf=JOB_CONF,
+    srv = UwsgiServer(str(tmp_path_factory.mktemp("real_user")), mules=1, job_conf=LOCAL_JOB_CONF,
                       galaxy={"real_system_username": "user_email"}).start()
     yield srv
     srv.stop()
@@ -76,7 +69,7 @@ def test_users_without_a_usable_account_are_refused_at_submission(server, email,
 
 def test_a_mapping_file(tmp_path, account):
     (tmp_path / "accounts").write_text(f"mapped@example.org {account}\n")
-    srv = UwsgiServer(str(tmp_path), mules=1, job_conf=JOB_CONF,
+    srv = UwsgiServer(str(tmp_path), mules=1, job_conf=LOCAL_JOB_CONF,
                       galaxy={"real_system_username": "accounts"}).start()
     try:
         assert submit(srv, user_session(srv, "mapped@example.org")).status_code == 201

@@ -35,6 +35,19 @@ DEFAULT_JOB_CONF = """<?xml version="1.0"?>
 """
 
 
+# Only the local runner, no tool mapped to a handler: for servers with any number of mules.
+LOCAL_JOB_CONF = """<?xml version="1.0"?>
+<job_conf>
+    <plugins workers="2">
+        <plugin id="local" type="runner" load="galaxy.jobs.runners.local:LocalJobRunner"/>
+    </plugins>
+    <destinations default="local">
+        <destination id="local" runner="local"/>
+    </destinations>
+</job_conf>
+"""
+
+
 def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> None:
     """Ask a server we started to stop (sig), then kill what is left of its own process
     group (its session: jobs run in sessions of their own and are not touched)."""
