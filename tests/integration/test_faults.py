@@ -220,6 +220,27 @@ def assert_files_intact(srv, job_ids):
     assert not damaged, f"jobs whose exit code or stdout was lost: {damaged[:20]}"
 
 
+def jobs_held(srv, handler, within):
+    """Wait (up to `within` s) until `handler` holds a queued or running job; how many."""
+    path = os.path.join(srv.directory, "database", "universe.sqlite")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+            try:
+                (held,) = conn.execute(
+                    "SELECT count(*) FROM job WHERE handler = ? AND state IN ('queued', 'running')",
+                    (handler,)).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.OperationalError:
+            held = 0  # locked by the fault under test: ask again
+        if held:
+            return held
+        time.sleep(0.02)
+    return 0
+
+
 def lock_database(srv, seconds):
     conn = sqlite3.connect(os.path.join(srv.directory, "database", "universe.sqlite"), timeout=30)
     conn.execute("BEGIN EXCLUSIVE")
@@ -242,24 +263,24 @@ def test_a_paused_handler_or_a_long_lock_runs_no_job_twice(tmp_path, fault):
     lock_for = HEARTBEAT_TIMEOUT if fault == "pause+lock" else 2 * HEARTBEAT_TIMEOUT
     faults = []
     if "pause" in fault:
+        held_when_paused = []
+
         def pause():
-            # Pause it while it holds jobs, so that there is something to adopt.
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    jobs = handler_row(srv, "main.job-handlers.2")["jobs"]
-                except (requests.RequestException, ValueError, KeyError):
-                    continue  # a 503 while the stressed database is busy: ask again
-                if jobs.get("queued", 0) + jobs.get("running", 0) >= 5:
-                    break
-                time.sleep(0.05)
+            # Pause it the moment it holds a job, so that there is always something to adopt:
+            # asked of the database itself (read-only), not of the busy web workers.
+            held_when_paused.append(jobs_held(srv, "main.job-handlers.2", within=90))
             os.kill(victim, signal.SIGSTOP)
             try:
-                time.sleep(pause_for)
+                if "lock" in fault:  # the lock inside the pause, whenever the pause began
+                    time.sleep(1)
+                    lock_database(srv, lock_for)
+                    time.sleep(pause_for - 1 - lock_for)
+                else:
+                    time.sleep(pause_for)
             finally:
                 os.kill(victim, signal.SIGCONT)
         faults.append(threading.Timer(0.5, pause))
-    if "lock" in fault:
+    if fault == "lock":
         faults.append(threading.Timer(1.5, lock_database, (srv, lock_for)))
     try:
         for timer in faults:
@@ -269,6 +290,8 @@ def test_a_paused_handler_or_a_long_lock_runs_no_job_twice(tmp_path, fault):
         for timer in faults:
             timer.join()
         assert len(accepted) == PAUSED_JOBS
+        if "pause" in fault:
+            assert held_when_paused[0], "the mule never held a job before the pause"
         assert_each_ran_once(srv, markers, accepted)
         assert_files_intact(srv, accepted)
         log = srv.log_tail(100000)
