@@ -52,6 +52,7 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None,
     from app.api import api
     from app.datasets_api import upload_limit  # the /api/datasets routes, on `api`
     from app.pages import pages
+    from app.staging_api import staging_api  # staged jobs' nodes (muleteer/staging.py)
     from app.tus import tus
     # Who is asking comes first: a session that has ended is cleared before the CSRF check,
     # so its token is refused too.
@@ -65,6 +66,7 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None,
     app.register_blueprint(api)
     app.register_blueprint(tus)
     app.register_blueprint(pages)
+    app.register_blueprint(staging_api)
     _register_error_pages(app)
     _first_admin(accounts, config)
     stale = DatasetFiles(config.file_path).remove_stale_incoming()

@@ -30,10 +30,13 @@ from muleteer.job import Job, JobState
 from muleteer.job_files import JobFiles
 from muleteer.limits import Limits
 from muleteer.store import utcnow
+from mules.job_account import JobAccountError
 from mules.lifecycle import OUTPUT_SIZE, WALLTIME, Lifecycle
 from mules.runners import load_runner
 
 log = logging.getLogger(__name__)
+# Seconds between two measures of a real user's running job (each one is a sudo).
+REAL_USER_SIZE_CHECK = 10.0
 
 
 class QueueInbox:
@@ -70,6 +73,7 @@ class JobHandler:
         self.max_grab = (ctx.job_conf.max_grab if ctx.job_conf else None) or 200
         self.walltime, self.output_size = self.limits.walltime, self.limits.output_size
         self.lifecycle = Lifecycle(ctx, name)
+        self._sizes: dict[int, tuple[float, int]] = {}  # real users' jobs: (when, bytes)
         self.dispatcher = None  # set in a web worker: its failed sends go in the heartbeat
         self.last_sweep_seconds: float | None = None
         # Failure detection: since when (monotonic) my heartbeats have been written without
@@ -215,16 +219,37 @@ class JobHandler:
     def enforce_limits(self) -> None:
         """walltime and output_size from <limits>, on my running jobs."""
         now = utcnow()
-        for job in self.store.owned_jobs(self.name, states=(JobState.RUNNING,)):
+        running = self.store.owned_jobs(self.name, states=(JobState.RUNNING,))
+        self._sizes = {j.id: self._sizes[j.id] for j in running if j.id in self._sizes}
+        for job in running:
             runner, _ = self.runner_for(job)
             if self.walltime and job.start_time and \
                     (now - job.start_time).total_seconds() > self.walltime:
                 runner.stop_over_limit(job, WALLTIME,
                                        f"walltime reached (limit {timedelta(seconds=self.walltime)})")
             elif self.output_size and job.working_directory and \
-                    JobFiles(job.working_directory).size() > self.output_size:
+                    self._job_size(job) > self.output_size:
                 runner.stop_over_limit(job, OUTPUT_SIZE,
                                        f"output size over the limit of {self.output_size} bytes")
+
+    def _job_size(self, job: Job) -> int:
+        """Bytes in the job's directory. One that its real user owns while it runs is not
+        readable by the server: measured as that user (du through the runjob script, a
+        sudo each time, so at most once per REAL_USER_SIZE_CHECK seconds a job)."""
+        accounts = self.lifecycle.accounts
+        user = accounts.owner_of(job.working_directory) if accounts else None
+        if user is None:
+            return JobFiles(job.working_directory).size()
+        checked = self._sizes.get(job.id)
+        if checked and time.monotonic() - checked[0] < REAL_USER_SIZE_CHECK:
+            return checked[1]
+        try:
+            size = accounts.directory_size(user, job.working_directory)
+        except JobAccountError as exc:
+            log.warning("job %s: its size could not be measured: %s", job.id, exc)
+            size = checked[1] if checked else 0
+        self._sizes[job.id] = (time.monotonic(), size)
+        return size
 
     # -- jobs -----------------------------------------------------------------------
     def start(self, job: Job) -> None:

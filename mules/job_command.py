@@ -20,7 +20,7 @@ from Cheetah.Template import Template
 
 from muleteer.dataset_files import DatasetFiles
 from muleteer.job import Job
-from muleteer.job_files import JobFiles
+from muleteer.job_files import INPUTS, JobFiles
 from muleteer.job_outputs import relative_path
 from muleteer.tools import evaluation, outputs as tool_outputs
 from muleteer.tools.errors import ToolError
@@ -35,11 +35,36 @@ class JobSetupError(Exception):
 
 
 @dataclass(frozen=True)
+class JobLayout:
+    """Where the job finds its directory and its inputs, as the machine running it sees
+    them: the server's job directory and the datasets' own files (one shared disk), or a
+    directory of the job's own with copies of its inputs in it (a job running as its real
+    user, which cannot read the server's datasets; a node without the shared disk)."""
+    directory: str
+    own_inputs: bool = False
+    # A node without the shared disk (muleteer/staging.py): its copy of the tool's
+    # directory, and its own temporary directory; None: the server's.
+    tool_directory: str | None = None
+    new_file_path: str | None = None
+
+    def input_path(self, dataset_id: int) -> str | None:
+        """The path the job reads an input from; None: the dataset's own file."""
+        if not self.own_inputs:
+            return None
+        return os.path.join(self.directory, INPUTS, input_name(dataset_id))
+
+
+def input_name(dataset_id: int) -> str:
+    return f"dataset_{dataset_id}.dat"  # Galaxy's file name for a dataset
+
+
+@dataclass(frozen=True)
 class JobCommand:
     command: str
     configfiles: dict = field(default_factory=dict)   # relative path -> text
     environment: dict = field(default_factory=dict)   # name -> value
     version_command: str | None = None
+    input_ids: tuple = ()   # the input datasets the command reads, by id
 
 
 def tool_of(ctx, job: Job) -> Tool | None:
@@ -67,7 +92,8 @@ def job_inputs(ctx, job: Job, tool: Tool) -> list[JobInput]:
     return [JobInput(link["name"], link["position"], rows[link["dataset_id"]]) for link in links]
 
 
-def input_datasets(ctx, inputs: list[JobInput]) -> dict[int, DatasetInfo]:
+def input_datasets(ctx, inputs: list[JobInput], layout: JobLayout | None = None
+                   ) -> dict[int, DatasetInfo]:
     """The input datasets by id, with the paths the command sees."""
     files = DatasetFiles(ctx.config.file_path)
     found = {}
@@ -77,7 +103,8 @@ def input_datasets(ctx, inputs: list[JobInput]) -> dict[int, DatasetInfo]:
             raise JobSetupError(f"input {item.name}: its dataset is gone (deleted after the "
                                 "job was submitted)")
         found[dataset.id] = DatasetInfo(
-            id=dataset.id, path=files.path(dataset.id), format=dataset.format,
+            id=dataset.id, path=(layout and layout.input_path(dataset.id)) or files.path(dataset.id),
+            format=dataset.format,
             name=dataset.name, size=dataset.size, metadata=dataset.metadata or {})
     return found
 
@@ -168,8 +195,11 @@ def check_requirements(tool: Tool) -> None:
                             "package installed")
 
 
-def build(ctx, job: Job, files: JobFiles, *, local: bool) -> JobCommand:
-    """The command for `job` in the directory `files`, from its tool and values."""
+def build(ctx, job: Job, files: JobFiles, *, local: bool,
+          layout: JobLayout | None = None) -> JobCommand:
+    """The command for `job` in the directory `files` (seen by the job as `layout` says),
+    from its tool and values."""
+    layout = layout or JobLayout(files.directory)
     tool = tool_of(ctx, job)
     if tool is None:
         if job.command_line:
@@ -178,15 +208,17 @@ def build(ctx, job: Job, files: JobFiles, *, local: bool) -> JobCommand:
     if local:
         check_requirements(tool)
     inputs = job_inputs(ctx, job, tool)
-    outputs = {name: (files.path(relative_path(tool.output(name))), fmt)
+    outputs = {name: (os.path.join(layout.directory, relative_path(tool.output(name))), fmt)
                for name, fmt in output_formats(job, tool, inputs).items()}
+    datasets = input_datasets(ctx, inputs, layout)
     try:
         built = evaluation.build_command(
-            tool, job.params, datasets=input_datasets(ctx, inputs), outputs=outputs,
-            working_directory=files.directory, new_file_path=ctx.config.new_file_path or "",
+            tool, job.params, datasets=datasets, outputs=outputs,
+            working_directory=layout.directory,
+            new_file_path=layout.new_file_path or ctx.config.new_file_path or "",
             user_email=ctx.store.user_email(job.user_id) if _wants_email(tool) else None,
-            config_directory=CONFIG_DIRECTORY)
+            config_directory=CONFIG_DIRECTORY, tool_directory=layout.tool_directory)
     except (evaluation.BuildError, ToolError) as exc:
         raise JobSetupError(f"the command of tool {tool.id} could not be built: {exc}") from None
     return JobCommand(built.command, dict(built.configfiles), dict(built.environment),
-                      built.version_command)
+                      built.version_command, tuple(datasets))

@@ -21,6 +21,7 @@ from muleteer.job_outputs import relative_path
 from muleteer.resubmit import delay_seconds, matching_rule
 from muleteer.tools import outputs as tool_outputs, stdio
 from mules import job_command
+from mules.job_account import JobAccountError, JobAccounts
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Lifecycle:
         self.ctx = ctx
         self.store = ctx.store
         self.handler_name = handler_name
+        self.accounts = JobAccounts.from_config(ctx.config)
 
     def files(self, job: Job) -> JobFiles:
         return JobFiles(job.working_directory
@@ -75,8 +77,23 @@ class Lifecycle:
         current = self.store.get_job(job.id, retry=True)
         return bool(current and current.lease == job.lease and current.state == JobState.DELETING)
 
+    def take_back(self, job: Job) -> str | None:
+        """Before the server reads a directory the job's real user owns, hand it back to
+        the server (the site's chown script); what went wrong, if anything."""
+        if self.accounts is None:
+            return None
+        try:
+            self.accounts.take_back(self.files(job).directory)
+        except JobAccountError as exc:
+            log.error("job %s: %s", job.id, exc)
+            return f"its directory could not be taken back from its user: {exc}"
+        return None
+
     def ended(self, job: Job, outcome: Outcome) -> Job | None:
         """Record a job's end from what its runner saw."""
+        problem = self.take_back(job)
+        if problem:
+            outcome = Outcome(None, detail=problem)
         if outcome.exit_code is None:
             if self.cancel_requested(job):
                 return self.cancelled(job, "cancelled by request")
@@ -172,6 +189,7 @@ class Lifecycle:
         return row
 
     def _end(self, job: Job, state: JobState, info: str | None, **values) -> Job | None:
+        self.take_back(job)  # a job failed or cancelled before its runner saw it end
         if "stdout" not in values:  # the caller has not read them (ended() has)
             values = {**self._output_text(job), **values}
         row = self.store.transition(job.id, state, handler=self.handler_name, lease=job.lease,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
+import shutil
 from dataclasses import dataclass, field, fields
 
 import yaml
@@ -68,7 +70,20 @@ _SETTINGS = {
     # mapping file of `email account` lines), and the lowest uid a job may run as.
     "real_system_username": (str, ""),
     "real_system_min_uid": (int, 1000),
+    # Galaxy's: jobs always write their outputs in their working directory and the server
+    # collects them (a real user cannot write the server's files); false is refused.
+    "outputs_to_working_directory": (bool, True),
+    # The site scripts that act as root for the server (through sudo), as command lines:
+    # Galaxy's three, and ours for the local, slurm and pbs runners (mules/job_account.py).
+    "external_chown_script": (str, ""),
+    "external_runjob_script": (str, ""),
+    "drmaa_external_runjob_script": (str, ""),
+    "drmaa_external_killjob_script": (str, ""),
+    # Galaxy's: the server's URL as cluster nodes reach it (staged jobs, muleteer/staging.py).
+    "galaxy_infrastructure_url": (str, ""),
 }
+REAL_USER_SCRIPTS = ("external_chown_script", "external_runjob_script",
+                     "drmaa_external_runjob_script", "drmaa_external_killjob_script")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PATHS = {"job_config_file", "tool_path", "tool_config_file", "job_working_directory",
           "new_file_path", "environment_setup_file", "tus_upload_store",
@@ -115,6 +130,12 @@ class Config:
     user_quota: int | None = None  # bytes; None: no quota
     real_system_username: str = ""  # "", "user_email", or a mapping file's path
     real_system_min_uid: int = 1000
+    outputs_to_working_directory: bool = True
+    external_chown_script: str = ""
+    external_runjob_script: str = ""
+    drmaa_external_runjob_script: str = ""
+    drmaa_external_killjob_script: str = ""
+    galaxy_infrastructure_url: str = ""
 
     def resolve(self, path: str) -> str:
         return path if not path or os.path.isabs(path) else os.path.join(self.root, path)
@@ -177,7 +198,34 @@ def load_config(config_file: str | None = None, overrides: dict | None = None) -
             parse_mapping(config.real_system_username)
         except ValueError as exc:
             raise ConfigError(f"{config_file}: galaxy.real_system_username: {exc}") from None
+    _check_real_user_settings(config)
     return config
+
+
+def _check_real_user_settings(config: Config) -> None:
+    where = config.config_file
+    if not config.outputs_to_working_directory:
+        raise ConfigError(f"{where}: galaxy.outputs_to_working_directory: false is not "
+                          "available: jobs always write their outputs in their working "
+                          "directory and the server collects them")
+    for name in REAL_USER_SCRIPTS:
+        value = getattr(config, name)
+        if not value:
+            continue
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: galaxy.{name}: {exc}") from None
+        if not argv or not shutil.which(argv[0]):
+            raise ConfigError(f"{where}: galaxy.{name}: {argv[0] if argv else repr(value)} is "
+                              "not a program on PATH")
+    if config.real_system_username:
+        missing = [n for n in ("external_chown_script", "external_runjob_script")
+                   if not getattr(config, n)]
+        if missing:
+            raise ConfigError(f"{where}: galaxy.real_system_username is set, so jobs run as "
+                              f"their users: set {' and '.join(missing)} too (README, Jobs as "
+                              "the real user)")
 
 
 def _galaxy_section(text: str) -> str:

@@ -32,9 +32,10 @@ STDOUT = "stdout"
 STDERR = "stderr"
 EXIT_CODE = "exit_code"
 PID = "pid"
-NOT_STARTED = "not_started"  # not_started.<pid>: that gated script exited before its go
+NOT_STARTED = "not_started"  # not_started.<session>: that gated script exited before its go
 LOG = "job.log"
 OUTPUTS = "outputs"
+INPUTS = "inputs"  # the job's own copies of its inputs (jobs as the real user, staged jobs)
 COMMAND_VERSION = "COMMAND_VERSION"  # what the tool's <version_command> printed (Galaxy's name)
 
 # A file the server reads whole (exit code, pid) is a number: anything bigger is not ours.
@@ -56,11 +57,13 @@ def working_directory(root: str, job_id: int) -> str:
     return os.path.join(root, f"{job_id // 1000:03d}", str(job_id))
 
 
-def private_directory(path: str) -> None:
+def private_directory(path: str, traversable: bool = False) -> None:
     """Make `path` (and missing parents) with mode 0700, or check that the existing one is
-    a real directory of ours that no other account can write."""
+    a real directory of ours that no other account can write. `traversable`: 0711, so
+    that jobs running as their real users reach their own directories below it (they
+    still cannot list it)."""
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.makedirs(path, mode=0o711 if traversable else 0o700, exist_ok=True)
     except FileExistsError:
         pass
     info = os.lstat(path)
@@ -74,6 +77,8 @@ def private_directory(path: str) -> None:
         raise JobDirectoryError(f"{path} is writable by other accounts (mode "
                                 f"{stat.S_IMODE(info.st_mode):04o}): refusing to use it; "
                                 f"`chmod go-w` it")
+    if traversable and info.st_mode & 0o011 != 0o011:
+        os.chmod(path, stat.S_IMODE(info.st_mode) | 0o011)
 
 
 class JobFiles:
@@ -87,12 +92,13 @@ class JobFiles:
         return os.path.join(self.directory, name)
 
     # -- the directory ----------------------------------------------------------------
-    def create(self) -> None:
-        """Make the job directory: parents checked (ours, not writable by others), the
-        directory itself new (mode 0700). An existing one fails the job, never reused."""
+    def create(self, traversable: bool = False) -> None:
+        """Make the job directory: parents checked (ours, not writable by others;
+        `traversable` by jobs as their real users), the directory itself new (mode 0700).
+        An existing one fails the job, never reused."""
         parent = os.path.dirname(self.directory)
-        private_directory(os.path.dirname(parent))
-        private_directory(parent)
+        private_directory(os.path.dirname(parent), traversable)
+        private_directory(parent, traversable)
         try:
             os.mkdir(self.directory, 0o700)
         except FileExistsError:
@@ -139,11 +145,16 @@ class JobFiles:
     # -- writing (the server's own files, before the job starts) ----------------------
     def write_script(self, job: dict, destination, config, gated: bool = False,
                      command: str | None = None, environment: dict | None = None,
-                     version_command: str | None = None) -> str:
+                     version_command: str | None = None, gate_fd: int = GATE_FD,
+                     directory: str | None = None, private_tmp: bool = False) -> str:
         """Write job.sh running `command` (default: the job's recorded command line) with the
         tool's `environment` exported, and the tool's `version_command` (its output kept in
         COMMAND_VERSION). `gated`: the script first waits for the handler's go on descriptor
-        GATE_FD (the local runner's fence: a handler that lost the job never says go)."""
+        `gate_fd` (the local runner's fence: a handler that lost the job never says go).
+        `directory`: the job directory as the machine running the job sees it.
+        `private_tmp`: TMPDIR in the job's own directory, not new_file_path (a job as its
+        real user cannot write the server's, a node without the shared disk has none)."""
+        where = directory or self.directory
         lines = ["#!/bin/bash",
                  f"# Muleteer job {job.id}: tool {job.tool_id} {job.tool_version}"]
         if gated:
@@ -151,13 +162,19 @@ class JobFiles:
                 "# Wait for the handler's go: it gives it only while it still holds the job.",
                 "# Without it the tool never runs, and the file named by this process's pid",
                 "# tells a recovering handler so.",
-                f'IFS= read -r -u {GATE_FD} go 2>/dev/null && [ "$go" = go ] || '
-                f'{{ : > {shlex.quote(self.path(NOT_STARTED))}.$$; exit 75; }}',
-                f"exec {GATE_FD}<&-"]
-        lines.append(f"echo $$ > {shlex.quote(self.path(PID))}")
+                "# (Named by its session: the process the runner started and recorded, this",
+                "# script itself or the sudo in front of it for a job as its real user.)",
+                f'IFS= read -r -u {gate_fd} go 2>/dev/null && [ "$go" = go ] || '
+                f'{{ read -r -a stat < /proc/$$/stat; '
+                f': > {shlex.quote(os.path.join(where, NOT_STARTED))}.${{stat[5]}}; exit 75; }}',
+                f"exec {gate_fd}<&-" if gate_fd else "exec </dev/null"]
+        lines.append(f"echo $$ > {shlex.quote(os.path.join(where, PID))}")
         if config.umask is not None:
             lines.append(f"umask {config.umask:03o}")
-        if config.new_file_path:
+        if private_tmp:
+            tmp = shlex.quote(os.path.join(where, "tmp"))
+            lines.append(f"mkdir -p -m 700 {tmp} && export TMPDIR={tmp} TEMP={tmp} TMP={tmp}")
+        elif config.new_file_path:
             private_directory(config.new_file_path)
             tmp = shlex.quote(config.new_file_path)
             lines.append(f"export TMPDIR={tmp} TEMP={tmp} TMP={tmp}")
@@ -175,7 +192,7 @@ class JobFiles:
             if not _ENV_NAME.fullmatch(name):
                 raise JobDirectoryError(f"environment variable name {name!r} is not a shell name")
             lines.append(f"export {name}={shlex.quote(value)}")
-        lines.append(f"cd {shlex.quote(self.directory)} || exit 1")
+        lines.append(f"cd {shlex.quote(where)} || exit 1")
         if version_command:
             lines.append(f"( {version_command} ) > {COMMAND_VERSION} 2>&1 < /dev/null")
         lines += [
@@ -220,6 +237,23 @@ class JobFiles:
                         fh.write(text)
                 finally:
                     os.close(sub)
+
+    def copy_inputs(self, sources: dict) -> None:
+        """The job's own copies of its inputs ({file name: open binary file}) in INPUTS/, a
+        directory made new here (copied in the kernel: sendfile)."""
+        with self._open_dir() as fd:
+            os.mkdir(INPUTS, 0o700, dir_fd=fd.fd)
+            sub = os.open(INPUTS, _DIR_FLAGS, dir_fd=fd.fd)
+            try:
+                for name, source in sources.items():
+                    out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                  | os.O_CLOEXEC, 0o600, dir_fd=sub)
+                    try:
+                        _copy_fd(source.fileno(), out)
+                    finally:
+                        os.close(out)
+            finally:
+                os.close(sub)
 
     def regular_files(self, limit: int = 10_000) -> list[str]:
         """Paths (relative) of the regular files in the directory, walked by descriptor
@@ -321,7 +355,8 @@ class JobFiles:
             delay = min(delay * 2, 1.0)
 
     def never_started(self, pid) -> bool:
-        """Whether the gated script of process `pid` exited at its gate, its tool not run."""
+        """Whether the gated script started as process `pid` (its session) exited at its
+        gate, its tool not run."""
         return pid is not None and self.is_regular(f"{NOT_STARTED}.{int(pid)}")
 
     def pid(self) -> int | None:
@@ -357,6 +392,110 @@ class JobFiles:
         except OSError:
             return False
         return vfs.f_bavail * vfs.f_frsize < 64 * 1024
+
+    # -- staged jobs (muleteer/staging.py, app/staging_api.py) -----------------------
+    def write_staged_script(self, name: str, text: str) -> str:
+        """Write a staged job's node wrapper `name` (mode 0700: it holds the job's token)."""
+        with self._open_dir() as fd:
+            tmp = name + ".tmp"
+            try:
+                os.unlink(tmp, dir_fd=fd.fd)
+            except FileNotFoundError:
+                pass
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          0o700, dir_fd=fd.fd)
+            with os.fdopen(out, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, name, src_dir_fd=fd.fd, dst_dir_fd=fd.fd)
+        return self.path(name)
+
+    def store_upload(self, parts: list[str], read, limit: int, temp_prefix: str) -> int:
+        """Store a file a staged job's node uploads, at the relative path `parts` (checked
+        by the caller), from `read(n)` (bytes; b"" at the end), at most `limit` bytes.
+        It is written under a temporary name in its directory (made here, mode 0700, if
+        missing; no link followed on the way) and renamed into place only once complete:
+        a request cut short (a restart, a lost node) leaves no half file under the name.
+        Returns the size; JobDirectoryError if the way is not plain directories or the
+        file is over `limit`."""
+        with self._open_dir() as fd:
+            current, opened = fd.fd, []
+            try:
+                for part in parts[:-1]:
+                    try:
+                        os.mkdir(part, 0o700, dir_fd=current)
+                    except FileExistsError:
+                        pass
+                    try:
+                        current = os.open(part, _DIR_FLAGS, dir_fd=current)
+                    except OSError:
+                        raise JobDirectoryError(f"{'/'.join(parts)}: {part} is not a directory "
+                                                "of the job's") from None
+                    opened.append(current)
+                temp = f"{temp_prefix}{os.urandom(8).hex()}"
+                out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                              | os.O_CLOEXEC, 0o600, dir_fd=current)
+                size = 0
+                try:
+                    with os.fdopen(out, "wb") as fh:
+                        while True:
+                            chunk = read(1 << 20)
+                            if not chunk:
+                                break
+                            size += len(chunk)
+                            if size > limit:
+                                raise JobDirectoryError(f"{'/'.join(parts)}: larger than "
+                                                        f"{limit} bytes")
+                            fh.write(chunk)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    leaf = os.lstat(parts[-1], dir_fd=current) if _lexists(parts[-1], current) \
+                        else None
+                    if leaf is not None and not stat.S_ISREG(leaf.st_mode):
+                        raise JobDirectoryError(f"{'/'.join(parts)}: not a regular file in the "
+                                                "job directory: not replaced")
+                    # rename() replaces the entry itself: a link there is replaced, not followed.
+                    os.rename(temp, parts[-1], src_dir_fd=current, dst_dir_fd=current)
+                except BaseException:
+                    try:
+                        os.unlink(temp, dir_fd=current)
+                    except OSError:
+                        pass
+                    raise
+                return size
+            finally:
+                for descriptor in opened:
+                    os.close(descriptor)
+
+    def remove_uploads_in_progress(self, temp_prefix: str, limit: int = 10_000) -> int:
+        """Remove the temporary files of uploads that never completed (a restart mid-upload)."""
+        removed = 0
+        for root, _dirs, names, root_fd in os.fwalk(self.directory, follow_symlinks=False):
+            for name in names:
+                if name.startswith(temp_prefix) and removed < limit:
+                    try:
+                        os.unlink(name, dir_fd=root_fd)
+                        removed += 1
+                    except OSError:
+                        pass
+        return removed
+
+
+def _lexists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _copy_fd(source: int, target: int) -> None:
+    size = os.fstat(source).st_size
+    offset = 0
+    while offset < size:
+        sent = os.sendfile(target, source, offset, min(size - offset, 1 << 30))
+        if sent == 0:
+            break  # the source shrank meanwhile
+        offset += sent
 
 
 class _Fd:

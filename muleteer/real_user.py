@@ -32,7 +32,12 @@ DEFAULT_CONFIG = "/etc/muleteer/real-user.conf"
 CONFIG_ENV = "MULETEER_REAL_USER_CONF"
 DEFAULT_MIN_UID = 1000
 CONFIG_KEYS = {"job_working_directory", "server_user", "min_uid", "drmaa_library_path",
-               "drm_environment"}
+               "drm_environment", "user_programs"}
+# What external_runjob.py may start as a job's user: the job script's shell, the
+# schedulers' submit and cancel clients, kill (the local runner's cancel) and du (the
+# output_size limit of a running job).
+DEFAULT_USER_PROGRAMS = ("/bin/bash", "/usr/bin/sbatch", "/usr/bin/scancel", "/usr/bin/qsub",
+                         "/usr/bin/qdel", "/bin/kill", "/usr/bin/kill", "/usr/bin/du")
 # The environment of a dropped process: nothing from the caller, only what the site set.
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 EXIT_REFUSED = 1
@@ -71,6 +76,7 @@ class Config:
     min_uid: int
     drmaa_library_path: str | None
     drm_environment: tuple[tuple[str, str], ...]
+    user_programs: tuple[str, ...] = DEFAULT_USER_PROGRAMS
 
 
 def config_path(environ: dict[str, str] | os._Environ = os.environ) -> str:
@@ -170,7 +176,18 @@ def load_config(path: str | None = None) -> Config:
     return Config(path=path, roots=_roots(values.get("job_working_directory", ""), path),
                   server=server, min_uid=min_uid,
                   drmaa_library_path=values.get("drmaa_library_path") or None,
-                  drm_environment=_environment(values.get("drm_environment", ""), path))
+                  drm_environment=_environment(values.get("drm_environment", ""), path),
+                  user_programs=_programs(values.get("user_programs"), path))
+
+
+def _programs(value: str | None, path: str) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_USER_PROGRAMS
+    programs = tuple(_split_list(value))
+    for program in programs:
+        if not os.path.isabs(program) or os.path.normpath(program) != program:
+            raise Refused(f"{path}: user_programs {program} is not a plain absolute path")
+    return programs
 
 
 # -- accounts -----------------------------------------------------------------------------
@@ -510,11 +527,6 @@ def user_environment(account: Account, config: Config) -> dict[str, str]:
     return env
 
 
-def apply_environment(env: dict[str, str]) -> None:
-    os.environ.clear()
-    os.environ.update(env)
-
-
 def import_drmaa():
     try:
         import drmaa  # noqa: PLC0415 - only after dropping privileges, so it runs as the user
@@ -536,6 +548,30 @@ def run(name: str, main: Callable[[list[str]], int], argv: list[str]) -> NoRetur
         print(f"{name}: usage error: {error}", file=sys.stderr)
         code = EXIT_USAGE
     except Refused as error:
+        print(f"{name}: refused: {error}", file=sys.stderr)
+        code = EXIT_REFUSED
+    sys.exit(code)
+
+
+AS_USER = "--as-user"  # the second stage of a DRMAA script, already the user
+
+
+def continue_as_user(script: str, env: dict[str, str], payload: str) -> NoReturn:
+    """After drop_privileges: the DRM part in a fresh interpreter of this script, started
+    with the user's environment (glibc reads GLIBC_TUNABLES, which Grid Engine's libdrmaa
+    needs, only when a process starts)."""
+    os.execve(sys.executable, [sys.executable, "-I", script, AS_USER, payload], env)
+
+
+def run_as_user(name: str, main: Callable[[str], int], argv: list[str]) -> NoReturn:
+    """The second stage: never as root (the checks were the first stage's)."""
+    try:
+        if os.geteuid() == 0 or os.getuid() == 0:
+            raise Refused(f"{AS_USER} runs only after dropping privileges")
+        if len(argv) != 1:
+            raise UsageError(f"{AS_USER} takes one argument")
+        code = main(argv[0])
+    except (Refused, UsageError) as error:
         print(f"{name}: refused: {error}", file=sys.stderr)
         code = EXIT_REFUSED
     sys.exit(code)

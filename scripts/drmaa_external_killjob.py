@@ -55,8 +55,11 @@ def main(argv: list[str]) -> int:
     if dry_run:
         print(f"would kill {job_id} as {ru.whoami(env)}")
         return 0
-    ru.apply_environment(env)
-    kill(ru.import_drmaa(), job_id)
+    ru.continue_as_user(os.path.realpath(__file__), env, job_id)
+
+
+def kill_as_user(job_id: str) -> int:
+    kill(ru.import_drmaa(), ru.scheduler_job_id(job_id))
     return 0
 
 
@@ -69,4 +72,6 @@ def kill(drmaa, job_id: str) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == [ru.AS_USER]:
+        ru.run_as_user("drmaa_external_killjob.py", kill_as_user, sys.argv[2:])
     ru.run("drmaa_external_killjob.py", main, sys.argv[1:])

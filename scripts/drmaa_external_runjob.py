@@ -2,13 +2,16 @@
 """Submit a job to the DRM as its real user (Galaxy's drmaa_external_runjob_script, same
 argv). Runs as root through sudo for the server account.
 
-    drmaa_external_runjob.py [--assign_all_groups] [--dry-run] USERNAME JOBTEMPLATE_JSON
+    drmaa_external_runjob.py [--assign_all_groups] [--dry-run] [--staged] USERNAME JOBTEMPLATE_JSON
 
 USERNAME is a real user (uid >= min_uid, not root, not the server account). The template
 file is read as root but only if it is a regular file reached without links, owned by the
 server account or USERNAME, with a single link and at most 1 MiB (never a way to read
 someone else's file). Its workingDirectory, remoteCommand, outputPath and errorPath must lie
 inside one job directory (as external_chown_script.py checks it) that USERNAME owns now.
+--staged (a node without the shared disk, README): the template runs `/bin/bash -c SCRIPT`
+and its workingDirectory, outputPath and errorPath must lie outside every configured
+job_working_directory root (the node's own scratch, /dev/null): no job directory is used.
 The script then becomes the user for good (all its groups: --assign_all_groups is always
 on, accepted for Galaxy's command line), submits through drmaa and prints the job id.
 --dry-run stops before the DRM and prints `id -un` of a child instead.
@@ -45,7 +48,7 @@ def _load_checks():
 
 
 ru = _load_checks()
-USAGE = "[--assign_all_groups] [--dry-run] USERNAME JOBTEMPLATE_JSON"
+USAGE = "[--assign_all_groups] [--dry-run] [--staged] USERNAME JOBTEMPLATE_JSON"
 MAX_TEMPLATE = 1 << 20
 # Template attributes Galaxy sets; anything else (inputPath, email, ...) is refused.
 STRINGS = {"remoteCommand", "jobName", "workingDirectory", "outputPath", "errorPath",
@@ -53,14 +56,14 @@ STRINGS = {"remoteCommand", "jobName", "workingDirectory", "outputPath", "errorP
 PATHS = ("workingDirectory", "remoteCommand", "outputPath", "errorPath")
 
 
-def parse_argv(argv: list[str]) -> tuple[bool, str, str]:
+def parse_argv(argv: list[str]) -> tuple[set, str, str]:
     flags = {arg for arg in argv if arg.startswith("-")}
-    if not flags <= {"--assign_all_groups", "--dry-run"}:
+    if not flags <= {"--assign_all_groups", "--dry-run", "--staged"}:
         raise ru.UsageError(f"unknown option(s) {', '.join(sorted(flags))}; expected {USAGE}")
     args = [arg for arg in argv if not arg.startswith("-")]
     if len(args) != 2:
         raise ru.UsageError(f"expected {USAGE}")
-    return "--dry-run" in flags, args[0], args[1]
+    return flags, args[0], args[1]
 
 
 def read_template(path: str, allowed_uids: set[int]) -> dict:
@@ -137,20 +140,41 @@ def check_paths(template: dict, user, config) -> None:
                          f"regular file")
 
 
+def check_staged(template: dict, config) -> None:
+    """A staged job's template: its script inline, and nothing in the job directories."""
+    args = template.get("args", [])
+    if template["remoteCommand"] != "/bin/bash" or len(args) != 2 or args[0] != "-c":
+        raise ru.Refused("a staged job template must run /bin/bash -c SCRIPT")
+    for key in ("workingDirectory", "outputPath", "errorPath"):
+        if key not in template:
+            continue
+        path = template_path(template, key)
+        for root in config.roots:
+            if path == root or path.startswith(root + "/") or not os.path.isabs(path):
+                raise ru.Refused(f"job template {key} {path} is not a node-local path "
+                                 f"(staged jobs use no job directory)")
+
+
 def main(argv: list[str]) -> int:
-    dry_run, username, template_file = parse_argv(argv)
+    flags, username, template_file = parse_argv(argv)
     config = ru.load_config()
     user = ru.job_user(username, config)
     template = read_template(template_file, {config.server.uid, user.uid})
     check_types(template)
-    check_paths(template, user, config)
+    if "--staged" in flags:
+        check_staged(template, config)
+    else:
+        check_paths(template, user, config)
     env = ru.user_environment(user, config)
     ru.drop_privileges(user)
-    if dry_run:
+    if "--dry-run" in flags:
         print(f"would submit {template['remoteCommand']} as {ru.whoami(env)}")
         return 0
-    ru.apply_environment(env)
-    print(submit(ru.import_drmaa(), template))
+    ru.continue_as_user(os.path.realpath(__file__), env, json.dumps(template))
+
+
+def submit_as_user(payload: str) -> int:
+    print(submit(ru.import_drmaa(), json.loads(payload)))
     return 0
 
 
@@ -168,4 +192,6 @@ def submit(drmaa, template: dict) -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == [ru.AS_USER]:
+        ru.run_as_user("drmaa_external_runjob.py", submit_as_user, sys.argv[2:])
     ru.run("drmaa_external_runjob.py", main, sys.argv[1:])

@@ -7,11 +7,17 @@ lost a job to another handler touches none of its files.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 
+from muleteer import staging
+from muleteer.dataset_files import DatasetFiles
 from muleteer.job import Job
-from muleteer.job_files import JobFiles, working_directory
+from muleteer.job_files import GATE_FD, JobFiles, working_directory
 from mules import job_command
+from mules.job_account import JobAccountError
+from mules.job_command import JobLayout, JobSetupError
 from mules.lifecycle import Lifecycle, Outcome
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,8 @@ class BaseRunner:
         self.plugin = plugin
         self.handler_name = handler_name
         self.lifecycle = Lifecycle(ctx, handler_name)
+        # Set when jobs run as their owners' accounts (real_system_username).
+        self.accounts = self.lifecycle.accounts
 
     # -- what a runner implements -------------------------------------------------
     def submit(self, job: Job, destination) -> None:
@@ -75,15 +83,39 @@ class BaseRunner:
             raise LeaseLost(f"job {job.id}: handler {self.handler_name} no longer holds "
                             f"lease {job.lease}")
 
-    def prepare(self, job: Job, destination, gated: bool = False) -> JobFiles:
+    def layout(self, job: Job, destination, files: JobFiles) -> JobLayout:
+        """Where the job sees its directory and its inputs: the server's job directory, and
+        its own copies of its inputs when it runs as its real user (who cannot read the
+        server's datasets). A staged job (muleteer/staging.py): the node's scratch, with
+        its own inputs, tool files and temporary directory in it."""
+        staged = self.staging(destination)
+        if staged is not None:
+            scratch = staged.scratch(job.id)
+            return JobLayout(scratch, own_inputs=True,
+                             tool_directory=os.path.join(scratch, staging.TOOL),
+                             new_file_path=os.path.join(scratch, staging.TMP))
+        return JobLayout(files.directory, own_inputs=self.accounts is not None)
+
+    def prepare(self, job: Job, destination, gated: bool = False,
+                before_hand_over=None) -> JobFiles:
         """A new job directory with the job script, made only while this handler holds the
         job. The directory is recorded before it is made, so a directory that exists but
-        that the job never recorded was made by something else: the job fails."""
+        that the job never recorded was made by something else: the job fails. A job that
+        runs as its real user gets its directory handed over last."""
         self.check_lease(job)
         files = JobFiles(working_directory(self.ctx.config.job_working_directory, job.id))
-        built = job_command.build(self.ctx, job, files, local=self.requirements_on_path)
+        layout = self.layout(job, destination, files)
+        account = None
+        if self.accounts is not None:
+            try:
+                account = self.accounts.account_of(self.store.user_email(job.user_id))
+            except JobAccountError as exc:
+                raise JobSetupError(str(exc)) from None
+        built = job_command.build(self.ctx, job, files, local=self.requirements_on_path,
+                                  layout=layout)
         recorded = {}
         if job.working_directory == files.directory:
+            self.lifecycle.take_back(job)  # an earlier attempt's, as its user left it
             # An earlier start of this job (a previous attempt, or a handler that stopped or
             # lost it before starting it) made it: keep it aside, start afresh.
             retired = files.retire("previous")
@@ -96,15 +128,90 @@ class BaseRunner:
         # One write for both: every write is a turn at the database's lock.
         if recorded and not self.store.update_job(job.id, lease=job.lease, **recorded):
             raise LeaseLost(f"job {job.id}: lost before its directory was made")
-        files.create()
+        files.create(traversable=account is not None)
         files.write_configfiles(built.configfiles)
+        if layout.own_inputs and layout.directory == files.directory:
+            self.copy_inputs(files, built.input_ids)
+        # A job as its real user gets the gate on stdin: sudo passes no other descriptor.
         files.write_script(job, destination, self.ctx.config, gated=gated, command=built.command,
-                           environment=built.environment, version_command=built.version_command)
+                           environment=built.environment, version_command=built.version_command,
+                           gate_fd=0 if account else GATE_FD, directory=layout.directory,
+                           private_tmp=layout.own_inputs)
+        staged = self.staging(destination)
+        if staged is not None:  # ---- staged: a node without the server's disk ----
+            self.write_staged(job, destination, files, layout, built, staged)
+        if before_hand_over is not None:
+            before_hand_over(files)  # what the server opens in there while it still can
+        if account is not None:
+            try:
+                self.accounts.hand_over(files.directory, account)
+            except JobAccountError as exc:
+                raise JobSetupError(str(exc)) from None
         return files
+
+    def staging(self, destination) -> staging.Staging | None:
+        """A staged destination's settings (None: the shared filesystem). Only the runners
+        that declare the params stage: on another, the loader warned that none reads them."""
+        if getattr(self.plugin, "type", None) not in staging.RUNNERS:
+            return None
+        return staging.settings(destination)
+
+    def write_staged(self, job: Job, destination, files: JobFiles, layout: JobLayout,
+                     built, staged: staging.Staging) -> None:
+        """job.sh as the node runs it (its TMPDIR in the scratch, no server path), and the
+        node wrapper staged.sh that fetches the job's files, runs it and sends back the
+        results (muleteer/staging.py). The inputs are not copied: the node downloads them."""
+        config = self.ctx.config
+        if self.accounts is not None:
+            raise JobSetupError("staged jobs (default_file_action remote_transfer) cannot run "
+                                "as their real user yet (real_system_username is set)")
+        if not config.galaxy_infrastructure_url:
+            raise JobSetupError(f"destination {job.destination_id}: default_file_action "
+                                "remote_transfer needs galaxy.galaxy_infrastructure_url (the "
+                                f"server's URL as the nodes reach it) in {config.config_file}")
+        tmp = layout.new_file_path
+        environment = {"TMPDIR": tmp, "TEMP": tmp, "TMP": tmp, **built.environment}
+        files.write_script(job, destination, dataclasses.replace(config, new_file_path=""),
+                           command=built.command, environment=environment,
+                           version_command=built.version_command, directory=layout.directory)
+        tool = job_command.tool_of(self.ctx, job)
+        tool_files = ()
+        if tool is not None and tool.tool_dir and staging.uses_tool_directory(tool):
+            tool_files = staging.tool_files(JobFiles(tool.tool_dir).regular_files(limit=10_000))
+        plan = staging.WrapperPlan(
+            job_id=job.id, url=config.galaxy_infrastructure_url,
+            token=staging.token(staging.key(config), job.id, job.lease), staging=staged,
+            configfiles=tuple(sorted(built.configfiles)),
+            inputs=tuple(job_command.input_name(i) for i in built.input_ids),
+            tool_files=tuple(tool_files))
+        files.write_staged_script(staging.STAGED_SCRIPT, staging.wrapper_script(plan))
+
+    def copy_inputs(self, files: JobFiles, dataset_ids) -> None:
+        """The job's own copies of its input datasets (its user cannot read the server's)."""
+        datasets = DatasetFiles(self.ctx.config.file_path)
+        sources = {}
+        try:
+            for dataset_id in dataset_ids:
+                source = datasets.open(dataset_id)
+                if source is None:
+                    raise JobSetupError(f"input dataset {dataset_id}: its file is missing")
+                sources[job_command.input_name(dataset_id)] = source
+            files.copy_inputs(sources)
+        finally:
+            for source in sources.values():
+                source.close()
+
+    def job_user(self, job: Job, files: JobFiles) -> str | None:
+        """The account the job runs as now (its directory's owner), None: the server's."""
+        return self.accounts.owner_of(files.directory) if self.accounts else None
 
     def outcome(self, job: Job, files: JobFiles, wait: float | None = None) -> Outcome:
         """How the job script ended, from its exit-code file (waited for a bounded time:
-        a shared filesystem shows it late; not when a cancel was asked for)."""
+        a shared filesystem shows it late; not when a cancel was asked for). A directory
+        its real user owns is taken back first."""
+        problem = self.lifecycle.take_back(job)
+        if problem:
+            return Outcome(None, detail=problem)
         code = files.exit_code()
         if code is None and not self.lifecycle.cancel_requested(job):
             code = files.exit_code(wait=self.ctx.config.exit_code_file_wait if wait is None

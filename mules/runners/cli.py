@@ -23,11 +23,12 @@ def command(bin_dir: str, name: str) -> str:
     return os.path.join(bin_dir, name) if bin_dir else name
 
 
-def run(argv: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+def run(argv: list[str], timeout: float = 60.0, stdin=subprocess.DEVNULL
+        ) -> subprocess.CompletedProcess:
     """Run a client; a missing program is a configuration error, a hang is transient."""
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=stdin)
     except FileNotFoundError:
         raise SchedulerError(f"{argv[0]}: no such program (set the plugin's bin_dir "
                              "param, or PATH)") from None

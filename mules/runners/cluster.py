@@ -21,7 +21,10 @@ many jobs at once, and how to kill one. This module does the rest, the same way 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import shutil
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 from muleteer.job import JobState
 from muleteer.job_files import JobDirectoryError
 from muleteer.runner_spec import Param, param_values
+from muleteer.staging import STAGED_SCRIPT
+from mules.job_account import JobAccountError
 from mules.lifecycle import Outcome
 from mules.job_command import JobSetupError
 from mules.runners.base import BaseRunner, LeaseLost
@@ -104,8 +109,25 @@ class ClusterRunner(BaseRunner):
         """The state of many jobs in ONE scheduler call; ids it no longer knows are left out."""
         raise NotImplementedError
 
-    def kill(self, external_id: str) -> None:
+    def kill(self, external_id: str, job=None) -> None:
+        """Kill a scheduler job (`job`: ours, to kill it as its real user when it has one)."""
         raise NotImplementedError
+
+    # -- helpers for subclasses -----------------------------------------------------------
+    def run_client(self, argv: list[str], job=None, stdin=subprocess.DEVNULL):
+        """Run a scheduler client; for a job that runs as its real user, as that user
+        (so the scheduler accounts the job to them, and a cancel is theirs)."""
+        from mules.runners import cli  # cli raises this module's SchedulerError
+
+        user = self.job_user(job, self.files(job)) if job is not None else None
+        if user is None:
+            return cli.run(argv, stdin=stdin)
+        program = os.path.abspath(shutil.which(argv[0]) or argv[0])
+        try:
+            return self.accounts.run_as_user(user, self.files(job).directory,
+                                             [program, *argv[1:]], stdin=stdin)
+        except JobAccountError as exc:
+            raise SchedulerError(str(exc)) from None
 
     # -- BaseRunner ---------------------------------------------------------------------
     def submit(self, job, destination):
@@ -117,7 +139,7 @@ class ClusterRunner(BaseRunner):
         external_id = (watched or job).external_id
         if external_id:
             try:
-                self.kill(external_id)
+                self.kill(external_id, job)
             except SchedulerError as exc:
                 log.warning("job %s: %s could not kill %s: %s", job.id, self.name, external_id, exc)
         # Not yet submitted: the submit worker sees the cancel and does not submit it.
@@ -130,7 +152,7 @@ class ClusterRunner(BaseRunner):
         if watched is None:
             return
         try:
-            self.kill(watched.external_id)
+            self.kill(watched.external_id, job)
         except SchedulerError as exc:
             log.warning("job %s: could not kill %s: %s", job.id, watched.external_id, exc)
         self.lifecycle.failed(job, info, reason)
@@ -197,7 +219,7 @@ class ClusterRunner(BaseRunner):
             log.warning("job %s: handler %s lost it while submitting it; killing %s job %s",
                         job.id, self.handler_name, self.name, external_id)
             try:
-                self.kill(external_id)
+                self.kill(external_id, job)
             except SchedulerError as exc:
                 log.warning("job %s: could not kill %s: %s", job.id, external_id, exc)
             return
@@ -297,6 +319,10 @@ class ClusterRunner(BaseRunner):
 
     def _finish(self, job, status: Status):
         files = self.files(job)
+        problem = self.lifecycle.take_back(job)  # a real user's directory: ours again first
+        if problem:
+            self.lifecycle.ended(job, Outcome(None, detail=problem))
+            return
         if job.state == JobState.QUEUED:
             job = self.lifecycle.started(job, job.external_id) or job  # it ran between checks
         code = files.exit_code(wait=0 if status.reason else self.ctx.config.exit_code_file_wait)
@@ -308,6 +334,11 @@ class ClusterRunner(BaseRunner):
                                               f"{explained} ({self.name}: {status.detail})"))
             return
         outcome = self.outcome(job, files, wait=0)
+        if outcome.exit_code is None and files.is_regular(STAGED_SCRIPT):  # staged: said so
+            outcome = Outcome(None, outcome.reason, "the staged job's results never arrived at "
+                              "the server: its node could not upload them (the server was "
+                              "unreachable for longer than staging_retry_seconds, or refused "
+                              "them), or the job was killed first")
         if outcome.exit_code is None and status.detail:
             outcome = Outcome(None, outcome.reason,
                               f"{outcome.detail} ({self.name}: {status.detail})")

@@ -15,12 +15,17 @@ which wait() cannot see.
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shlex
+import tempfile
 import threading
 
-from muleteer.job_files import SCRIPT
+from muleteer import staging
+from muleteer.job_files import SCRIPT, private_directory
 from muleteer.runner_spec import Param, RunnerSpec
+from mules.job_account import JobAccountError
 from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
                                    PENDING, ClusterRunner, SchedulerError, Status)
 
@@ -30,7 +35,7 @@ SPEC = RunnerSpec(
     type="drmaa",
     plugin_params=(Param("drmaa_library_path", str, "", "the DRM's libdrmaa (default: the "
                          "DRMAA_LIBRARY_PATH environment variable)"), *CLUSTER_PARAMS),
-    destination_params=(NATIVE_SPECIFICATION,),  # e.g. -q all.q -l h_vmem=1G
+    destination_params=(NATIVE_SPECIFICATION, *staging.STAGING_PARAMS),  # e.g. -q all.q
     url_form=("nativeSpecification",),  # drmaa://-q all.q/
     doc="any DRM through its libdrmaa (drmaa-python)")
 
@@ -91,24 +96,66 @@ class DrmaaRunner(ClusterRunner):
             raise SchedulerError(str(exc).strip()) from None
 
     def submit_script(self, job, files, destination):
+        values = {
+            "remoteCommand": "/bin/bash",
+            "args": [files.path(SCRIPT)],
+            "jobName": f"muleteer-{job.id}",
+            "workingDirectory": files.directory,
+            # DRMAA paths start with ':' (an empty host name).
+            "outputPath": ":" + files.path("scheduler.out"),
+            "errorPath": ":" + files.path("scheduler.err"),
+            # A DRMAA job does not inherit the environment: give it the handler's PATH.
+            "jobEnvironment": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        }
+        staged = staging.settings(destination)
+        if staged is not None:
+            # remoteCommand is a path on the node: the wrapper travels in the arguments
+            # (base64: no quoting or newline for the DRM to mangle).
+            wrapper = files.open_regular(staging.STAGED_SCRIPT)
+            if wrapper is None:
+                raise SchedulerError(f"{files.path(staging.STAGED_SCRIPT)}: missing")
+            with wrapper:
+                encoded = base64.b64encode(wrapper.read(1 << 20)).decode()
+            values.update(args=["-c", f'exec /bin/bash -c "$(printf %s {encoded} | base64 -d)" '
+                                      f"muleteer-staged-{job.id}"],
+                          workingDirectory=staged.staging_directory,
+                          outputPath=":/dev/null", errorPath=":/dev/null")
+        native = destination.params.get("nativeSpecification", "")
+        if native:
+            values["nativeSpecification"] = " ".join(shlex.split(native))
+        user = self.job_user(job, files)
+        if user is not None:
+            # The script itself (executable, its #! line): the runjob script accepts only a
+            # command inside the job's directory.
+            values["remoteCommand"] = values.pop("args")[0]
+            return self._submit_as(user, values)
         template = self.session.createJobTemplate()
         try:
-            template.remoteCommand = "/bin/bash"
-            template.args = [files.path(SCRIPT)]
-            template.jobName = f"muleteer-{job.id}"
-            template.workingDirectory = files.directory
-            # DRMAA paths start with ':' (an empty host name).
-            template.outputPath = ":" + files.path("scheduler.out")
-            template.errorPath = ":" + files.path("scheduler.err")
-            # A DRMAA job does not inherit the environment: give it the handler's PATH.
-            template.jobEnvironment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-            native = destination.params.get("nativeSpecification", "")
-            if native:
-                template.nativeSpecification = " ".join(shlex.split(native))
+            for key, value in values.items():
+                setattr(template, key, value)
             external_id = self._call(self.session.runJob, template)
         finally:
             self.session.deleteJobTemplate(template)
         self._ours[external_id] = files
+        return external_id
+
+    def _submit_as(self, user: str, values: dict) -> str:
+        """Through Galaxy's drmaa_external_runjob_script, which becomes the user: its own
+        DRMAA session, so this one's wait() never sees the job (jobStatus() does)."""
+        directory = self.ctx.config.new_file_path or None
+        if directory:
+            private_directory(directory)
+        fd, path = tempfile.mkstemp(prefix="drmaa-template-", suffix=".json", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(values, fh)
+            external_id = self.accounts.drmaa_submit(user, path)
+        except JobAccountError as exc:
+            raise SchedulerError(str(exc)) from None
+        finally:
+            os.unlink(path)
+        if not external_id:
+            raise SchedulerError("drmaa_external_runjob_script printed no job id")
         return external_id
 
     def statuses(self, external_ids):
@@ -162,7 +209,14 @@ class DrmaaRunner(ClusterRunner):
             raise SchedulerError(str(exc).strip(), transient=True) from None
         return Status(_STATES.get(state, PENDING), state)
 
-    def kill(self, external_id):
+    def kill(self, external_id, job=None):
+        user = self.job_user(job, self.files(job)) if job is not None else None
+        if user is not None:
+            try:
+                self.accounts.drmaa_kill(user, external_id)
+            except JobAccountError as exc:
+                raise SchedulerError(str(exc)) from None
+            return
         if self._ours.pop(external_id, None) is not None:
             self._killed.add(external_id)
         try:

@@ -24,6 +24,7 @@ import threading
 from muleteer.job import JobState
 from muleteer.job_files import GATE_FD, SCRIPT, JobDirectoryError
 from muleteer.runner_spec import RunnerSpec
+from mules.job_account import JobAccountError
 from mules.job_command import JobSetupError
 from mules.runners.base import BaseRunner, LeaseLost
 
@@ -67,8 +68,8 @@ class LocalRunner(BaseRunner):
             if not job.external_id and job.id not in self._queued_ids():
                 self.lifecycle.cancelled(job, "cancelled before it started")
             return
-        _kill_group(pid, signal.SIGTERM)
-        timer = threading.Timer(KILL_GRACE, _kill_group, (pid, signal.SIGKILL))
+        self._signal(job, pid, signal.SIGTERM)
+        timer = threading.Timer(KILL_GRACE, self._signal, (job, pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
 
@@ -77,8 +78,8 @@ class LocalRunner(BaseRunner):
         if pid is None:
             return
         self._over_limit[job.id] = (reason, info)
-        _kill_group(pid, signal.SIGTERM)
-        timer = threading.Timer(KILL_GRACE, _kill_group, (pid, signal.SIGKILL))
+        self._signal(job, pid, signal.SIGTERM)
+        timer = threading.Timer(KILL_GRACE, self._signal, (job, pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
 
@@ -95,7 +96,23 @@ class LocalRunner(BaseRunner):
                      job.id, job.external_id)
             self.submit(row, destination)
 
+    def _signal(self, job, pid: int, sig: int) -> None:
+        """Signal the job's process group: as the job's real user when it runs as one (the
+        server account may not signal their processes; the sudo in front of them is root's
+        and ignores it)."""
+        files = self.files(job)
+        user = self.job_user(job, files)
+        if user is None:
+            _kill_group(pid, sig)
+            return
+        try:
+            self.accounts.run_as_user(user, files.directory, ["/bin/kill", "-s",
+                                      signal.Signals(sig).name[3:], "--", f"-{pid}"])
+        except JobAccountError as exc:
+            log.warning("job %s: could not signal its processes as %s: %s", job.id, user, exc)
+
     def _ended(self, job, files):
+        self.lifecycle.take_back(job)  # its real user's until now: ours before we read it
         if job.external_id and files.exit_code() is None and files.never_started(job.external_id):
             self._start_again(job, self.ctx.job_conf.resolve_destination(job.destination_id))
             return
@@ -112,15 +129,18 @@ class LocalRunner(BaseRunner):
             # gate will exit when its pipe closes; end it now and start the job afresh.
             stale = _find_job_process(files.path(SCRIPT))
             if stale:
-                _kill_group(stale, signal.SIGKILL)
+                self._signal(job, stale, signal.SIGKILL)
             self.submit(job, destination)
             return
         pid = int(job.external_id) if job.external_id else files.pid()
+        alive = bool(pid) and _is_job_process(pid, files.path(SCRIPT))
+        if not alive:
+            self.lifecycle.take_back(job)  # a real user's, and the job is over: read it
         if files.exit_code() is not None:
             self.finish(job, files, wait=0)
         elif files.never_started(pid):
             self._start_again(job, destination)
-        elif pid and _is_job_process(pid, files.path(SCRIPT)):
+        elif alive:
             log.info("job %s: re-attached to pid %s", job.id, pid)
             if job.state == JobState.QUEUED:
                 job = self.lifecycle.started(job, str(pid)) or job
@@ -177,20 +197,33 @@ class LocalRunner(BaseRunner):
         if current.state == JobState.DELETING:
             self.lifecycle.cancelled(job, "cancelled before it started")
             return
-        files = self.prepare(job, destination, gated=True)
+        logs = []  # opened before a real user gets the directory (we can't open it after)
+        try:
+            files = self.prepare(job, destination, gated=True,
+                                 before_hand_over=lambda made: logs.append(made.open_log()))
+        except BaseException:
+            for fd in logs:
+                os.close(fd)
+            raise
         script = files.path(SCRIPT)
-        log_fd = files.open_log()
+        log_fd = logs[0]
+        user = self.job_user(job, files)
         gate_read, gate_write = os.pipe()
-        if gate_read == GATE_FD:  # dup2 onto itself would keep it close-on-exec
+        if gate_read in (0, 1, 2, GATE_FD):  # dup2 onto itself would keep it close-on-exec
             gate_read, old = os.dup(gate_read), gate_read
             os.close(old)
+        argv = ["/bin/bash", script]
+        if user is None:
+            gate = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, gate_read, GATE_FD)]
+        else:  # through sudo, which passes on stdin and closes every other descriptor
+            argv = self.accounts.as_user(user, files.directory, argv)
+            gate = [(os.POSIX_SPAWN_DUP2, gate_read, 0)]
         try:
-            pid = os.posix_spawn("/bin/bash", ["/bin/bash", script], os.environ,
-                                 setsid=True, setsigdef=_RESET_SIGNALS, setsigmask=(),
-                                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                                               (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                                               (os.POSIX_SPAWN_DUP2, log_fd, 2),
-                                               (os.POSIX_SPAWN_DUP2, gate_read, GATE_FD)])
+            pid = os.posix_spawnp(argv[0], argv, os.environ,
+                                  setsid=True, setsigdef=_RESET_SIGNALS, setsigmask=(),
+                                  file_actions=[*gate, (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                                                (os.POSIX_SPAWN_DUP2, log_fd, 2)])
         except BaseException:
             os.close(gate_write)
             raise

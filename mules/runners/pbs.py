@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 
+from muleteer import staging
 from muleteer.job_files import SCRIPT
 from muleteer.runner_spec import Param, RunnerSpec
 from mules.runners import cli
@@ -50,7 +51,8 @@ SPEC = RunnerSpec(
         Param("queue", str, "", "qsub -q"),
         Param("destination", str, "", "qsub -q (Galaxy's other name for queue)"),
         Param("server", str, "", "the queue's server (queue@server)"),
-        dataclasses.replace(NATIVE_SPECIFICATION, check=_no_staging_attributes)),
+        dataclasses.replace(NATIVE_SPECIFICATION, check=_no_staging_attributes),
+        *staging.STAGING_PARAMS),
     destination_param_prefixes=("-",),  # any `-X` param is that qsub option
     prefix_check=_check_prefixed,
     url_form=("server", "queue", "nativeSpecification"),  # pbs://server/queue/options/
@@ -111,7 +113,10 @@ class PbsRunner(ClusterRunner):
                 "-o", files.path("scheduler.out"),
                 "-e", files.path("scheduler.err"), *qsub_options(destination.params),
                 files.path(SCRIPT)]
-        result = cli.run(argv)
+        if staging.settings(destination) is not None:  # qsub ships the script; node paths only
+            argv = [argv[0], "-N", f"muleteer-{job.id}", "-o", "/dev/null", "-e", "/dev/null",
+                    *qsub_options(destination.params), files.path(staging.STAGED_SCRIPT)]
+        result = self.run_client(argv, job)
         if result.returncode != 0:
             raise cli.failure(result, argv)
         return parse_qsub(result.stdout)
@@ -126,9 +131,9 @@ class PbsRunner(ClusterRunner):
             raise cli.failure(result, argv)
         return parse_qstat(result.stdout)
 
-    def kill(self, external_id):
+    def kill(self, external_id, job=None):
         argv = [cli.command(self.bin_dir, "qdel"), external_id]
-        result = cli.run(argv)
+        result = self.run_client(argv, job)
         # qdel exits 1 for a job that already finished or is unknown: nothing left to kill.
         if result.returncode not in (0, 1):
             raise cli.failure(result, argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 
+from muleteer import staging
 from muleteer.job_files import SCRIPT
 from muleteer.runner_spec import RunnerSpec
 from mules.runners import cli
@@ -18,7 +19,7 @@ from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPEC
 SPEC = RunnerSpec(
     type="slurm",
     plugin_params=(cli.BIN_DIR, *CLUSTER_PARAMS),
-    destination_params=(NATIVE_SPECIFICATION,),  # sbatch options
+    destination_params=(NATIVE_SPECIFICATION, *staging.STAGING_PARAMS),  # sbatch options
     url_form=("nativeSpecification",),  # slurm://-p debug -c 2/
     doc="Slurm's sbatch, squeue, scancel")
 
@@ -69,7 +70,12 @@ class SlurmRunner(ClusterRunner):
         argv = [cli.command(self.bin_dir, "sbatch"), "--parsable", "-J", f"muleteer-{job.id}",
                 "-D", files.directory, "-o", files.path("scheduler.out"),
                 "-e", files.path("scheduler.err"), *native, files.path(SCRIPT)]
-        result = cli.run(argv)
+        staged = staging.settings(destination)
+        if staged is not None:  # the node sees none of the server's paths (sbatch ships the script)
+            argv = [argv[0], "--parsable", "-J", f"muleteer-{job.id}", "-D",
+                    staged.staging_directory, "-o", "/dev/null", "-e", "/dev/null", *native,
+                    files.path(staging.STAGED_SCRIPT)]
+        result = self.run_client(argv, job)
         if result.returncode != 0:
             raise cli.failure(result, argv)
         return parse_sbatch(result.stdout)
@@ -85,9 +91,9 @@ class SlurmRunner(ClusterRunner):
             raise cli.failure(result, argv)
         return parse_squeue(result.stdout)
 
-    def kill(self, external_id):
+    def kill(self, external_id, job=None):
         argv = [cli.command(self.bin_dir, "scancel"), external_id]
-        result = cli.run(argv)
+        result = self.run_client(argv, job)
         if result.returncode != 0 and "already completing or completed" not in result.stderr \
                 and "invalid job id" not in result.stderr.lower():
             raise cli.failure(result, argv)

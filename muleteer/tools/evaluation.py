@@ -150,7 +150,7 @@ def _no_input():
 
 
 def _namespace(tool: Tool, values: Mapping[str, Any], *, datasets, outputs, working_directory,
-               new_file_path, user_email, config_paths) -> dict[str, Any]:
+               new_file_path, user_email, config_paths, tool_directory=None) -> dict[str, Any]:
     try:
         namespace = wrap_inputs(tool, values, datasets)
     except WrapError as exc:
@@ -164,7 +164,7 @@ def _namespace(tool: Tool, values: Mapping[str, Any], *, datasets, outputs, work
     namespace.update(config_paths)
     email = sanitize_text(user_email, None) if user_email else "Anonymous"
     namespace.update({
-        "__tool_directory__": tool.tool_dir,
+        "__tool_directory__": tool_directory or tool.tool_dir,
         "__new_file_path__": new_file_path,
         "__user_email__": email,
         "userEmail": email,
@@ -262,11 +262,13 @@ def build_command(tool: Tool, values: Mapping[str, Any], *,
                   working_directory: str,
                   new_file_path: str,
                   user_email: str | None = None,
-                  config_directory: str = "configs") -> BuiltCommand:
+                  config_directory: str = "configs",
+                  tool_directory: str | None = None) -> BuiltCommand:
     """The job's command line, configfiles and environment from `tool` and its value tree
     (model.py). `datasets`: the input datasets by id; `outputs`: output name -> (absolute
     path, format); configfiles are written by the caller under
-    working_directory/config_directory. Raises ToolError (a template that does not
+    working_directory/config_directory. `tool_directory`: the tool's directory as the machine
+    running the job sees it (a staged job's copy), default the tool's own. Raises ToolError (a template that does not
     compile) or BuildError (values that do not fit, a template that fails)."""
     compiled = compile_templates(tool)
     config_paths: dict[str, str] = {}
@@ -277,7 +279,8 @@ def build_command(tool: Tool, values: Mapping[str, Any], *,
         config_paths[cf.name] = os.path.join(working_directory, relative)
     namespace = _namespace(tool, values, datasets=datasets, outputs=outputs,
                            working_directory=working_directory, new_file_path=new_file_path,
-                           user_email=user_email, config_paths=config_paths)
+                           user_email=user_email, config_paths=config_paths,
+                           tool_directory=tool_directory)
 
     configfiles: dict[str, str] = {}
     for cf, template in compiled.configfiles:
@@ -300,5 +303,5 @@ def build_command(tool: Tool, values: Mapping[str, Any], *,
     version_command = None
     if compiled.version_command is not None:
         version_command = compiled.version_command.safe_substitute(
-            {"__tool_directory__": tool.tool_dir}).strip()
+            {"__tool_directory__": tool_directory or tool.tool_dir}).strip()
     return BuiltCommand(command, configfiles, environment, version_command)

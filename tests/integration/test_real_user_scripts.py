@@ -1,16 +1,17 @@
-"""The three root scripts that run jobs as their real user (scripts/external_chown_script.py,
-drmaa_external_runjob.py, drmaa_external_killjob.py), run for real: as root with real
-system accounts made here by useradd (removed again by the fixtures, also on failure),
-real chown, and through sudo with contrib/sudoers.d/muleteer installed for a test account.
+"""The four root scripts that run jobs as their real user (scripts/external_chown_script.py,
+external_runjob.py, drmaa_external_runjob.py, drmaa_external_killjob.py), run for real: as
+root with real system accounts made here by useradd (removed again by the fixtures, also on
+failure), real chown, and through sudo with contrib/sudoers.d/muleteer installed for a test
+account.
 
 Every refusal is a test, and every refusal checks that nothing changed. The DRM itself is
-not exercised (no usable libdrmaa here): the DRMAA scripts are tested up to and including
-the privilege drop (--dry-run prints `id -un` of a child of the dropped process), and
-without --dry-run they must refuse because the drmaa package is not importable.
+exercised in tests/integration/test_real_user.py (Grid Engine); here the DRMAA scripts are
+tested up to and including the privilege drop (--dry-run prints `id -un` of a child of the
+dropped process), and without --dry-run, with no drmaa_library_path configured, they must
+refuse, naming drmaa.
 """
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import json
 import os
@@ -24,30 +25,12 @@ import uuid
 
 import pytest
 
+from tests.support.real_user_site import install_scripts
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT_NAMES = ("external_chown_script.py", "drmaa_external_killjob.py", "drmaa_external_runjob.py")
-
-
-def _install() -> str:
-    """The scripts as an admin installs them (README): with muleteer/real_user.py in a tree
-    only root can write, from the root down, or they refuse to run (a checkout under /tmp,
-    or one the server account owns, is not such a tree). Removed when the tests end."""
-    if os.geteuid() != 0:
-        return os.path.join(REPO, "scripts")  # every test skips: they need root
-    root = tempfile.mkdtemp(prefix="muleteer-test-scripts-", dir="/opt")
-    os.chmod(root, 0o755)
-    for sub in ("scripts", "muleteer"):
-        os.mkdir(os.path.join(root, sub), 0o755)
-    for name in SCRIPT_NAMES:
-        shutil.copy(os.path.join(REPO, "scripts", name), os.path.join(root, "scripts", name))
-        os.chmod(os.path.join(root, "scripts", name), 0o755)
-    shutil.copy(os.path.join(REPO, "muleteer", "real_user.py"), os.path.join(root, "muleteer"))
-    os.chmod(os.path.join(root, "muleteer", "real_user.py"), 0o644)
-    atexit.register(shutil.rmtree, root, True)
-    return os.path.join(root, "scripts")
-
-
-SCRIPTS = _install()
+# The scripts as an admin installs them (README): in a tree only root can write, from the
+# root down, or they refuse to run. Every test skips without root.
+SCRIPTS = install_scripts() if os.geteuid() == 0 else os.path.join(REPO, "scripts")
 CHOWN = os.path.join(SCRIPTS, "external_chown_script.py")
 KILL = os.path.join(SCRIPTS, "drmaa_external_killjob.py")
 RUN = os.path.join(SCRIPTS, "drmaa_external_runjob.py")
@@ -664,3 +647,69 @@ def test_sudo_allows_nothing_else(site, accounts, sudoers):
     assert _sudo(site, accounts.server, "-u", accounts.alice.name, CHOWN, job,
                  accounts.alice.name, str(accounts.alice.gid)).returncode != 0
     assert set(owners(job).values()) == {(accounts.server.uid, accounts.server.gid)}
+
+
+# -- external_runjob.py ---------------------------------------------------------------------
+RUNJOB = os.path.join(SCRIPTS, "external_runjob.py")
+
+
+def test_external_runjob_runs_the_program_as_the_user_in_the_job_directory(site, accounts):
+    job = site.job(60, owner=accounts.alice)
+    result = run(RUNJOB, accounts.alice.name, job, "--", "/bin/bash", "-c",
+                 'echo "$(id -un) $(id -u) $(id -g) $PWD ${PYTHONPATH:-clean}"; exit 7',
+                 env={**site.env(), "PYTHONPATH": "/tmp"})
+    assert result.returncode == 7, result.stderr  # the program's own status
+    alice = accounts.alice
+    assert result.stdout.split() == [alice.name, str(alice.uid), str(alice.gid), job, "clean"]
+    # A job directory still the server's (a staged job's): run in /, nothing read from it.
+    server_owned = site.job(61)
+    result = run(RUNJOB, alice.name, server_owned, "--", "/bin/bash", "-c", "pwd; id -un",
+                 env=site.env())
+    assert result.stdout.split() == ["/", alice.name], result.stderr
+
+
+def test_external_runjob_refusals(site, accounts):
+    alice, bob = accounts.alice, accounts.bob
+    job = site.job(62, owner=alice)
+    for args, words in [
+        ((alice.name, job, "--", "/usr/bin/env", "id"), ("user_programs",)),
+        ((alice.name, job, "--", "bash", "-c", "id"), ("user_programs",)),
+        (("root", job, "--", "/bin/bash", "-c", "id"), ("root",)),
+        ((accounts.system.name, job, "--", "/bin/bash", "-c", "id"), ("below min_uid",)),
+        ((accounts.server.name, job, "--", "/bin/bash", "-c", "id"), ("server account",)),
+        ((bob.name, job, "--", "/bin/bash", "-c", "id"), ("owned by another user",)),
+        ((alice.name, "/etc", "--", "/bin/bash", "-c", "id"), ("job_working_directory",)),
+        ((alice.name, job + "/../62", "--", "/bin/bash", "-c", "id"), ()),
+    ]:
+        assert_refused(run(RUNJOB, *args, env=site.env()), *words)
+    usage = run(RUNJOB, alice.name, job, "/bin/bash", env=site.env())
+    assert usage.returncode == 2 and "usage" in usage.stderr
+    site.write_config(user_programs="/bin/bash")  # the site's own list
+    assert_refused(run(RUNJOB, alice.name, job, "--", "/bin/kill", "-0", "1", env=site.env()),
+                   "user_programs")
+    site.write_config(user_programs="bin/bash")
+    assert_refused(run(RUNJOB, alice.name, job, "--", "/bin/bash", "-c", "id", env=site.env()),
+                   "plain absolute path")
+
+
+def test_runjob_staged_templates(site, accounts):
+    """--staged: the script inline, node-local paths only, no job directory."""
+    alice = accounts.alice
+    job = site.job(63, owner=alice)
+    staged = {"remoteCommand": "/bin/bash", "args": ["-c", "echo hi"], "workingDirectory": "/tmp",
+              "outputPath": ":/dev/null", "errorPath": ":/dev/null"}
+    good = _template(site, accounts, job, **staged)
+    result = run(RUN, "--dry-run", "--staged", alice.name, good, env=site.env())
+    assert result.returncode == 0 and alice.name in result.stdout, result.stderr
+    for changes, words in [
+        ({"remoteCommand": os.path.join(job, "job.sh")}, ("/bin/bash -c",)),
+        ({"args": ["job.sh"]}, ("/bin/bash -c",)),
+        ({"workingDirectory": job}, ("not a node-local path",)),
+        ({"outputPath": ":" + os.path.join(site.root, "x")}, ("not a node-local path",)),
+        ({"errorPath": ":relative/err"}, ("not a node-local path",)),
+    ]:
+        template = _template(site, accounts, job, **{**staged, **changes})
+        assert_refused(run(RUN, "--dry-run", "--staged", alice.name, template, env=site.env()),
+                       *words)
+    # Without --staged the same template is refused: its command is not in a job directory.
+    assert_refused(run(RUN, "--dry-run", alice.name, good, env=site.env()), "job directory")

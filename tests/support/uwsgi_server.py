@@ -73,8 +73,10 @@ def free_port() -> int:
 class UwsgiServer:
     def __init__(self, directory: str, *, job_conf: str = DEFAULT_JOB_CONF, mules: int = 3,
                  processes: int = 2, galaxy: dict | None = None, uwsgi: dict | None = None,
-                 env: dict | None = None, job_conf_file_name: str = "job_conf.xml"):
+                 env: dict | None = None, job_conf_file_name: str = "job_conf.xml",
+                 run_as: tuple[int, int] | None = None):
         self.directory = directory
+        self.run_as = run_as  # (uid, gid): the server's own account, as a site runs it
         os.makedirs(directory, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -138,9 +140,16 @@ class UwsgiServer:
         self.started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         env = dict(os.environ, MULETEER_CONFIG=self.config_file, **self.env)
         log = open(self.logfile, "ab")
+        account = {}
+        if self.run_as:
+            uid, gid = self.run_as
+            for root, dirs, names in os.walk(self.directory):
+                for name in [root, *(os.path.join(root, n) for n in dirs + names)]:
+                    os.lchown(name, uid, gid)
+            account = {"user": uid, "group": gid, "extra_groups": []}
         self.process = subprocess.Popen([UWSGI, "--yaml", self.config_file], cwd=self.directory,
                                         stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
+                                        start_new_session=True, **account)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

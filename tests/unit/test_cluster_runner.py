@@ -32,7 +32,7 @@ class FakeScheduler(ClusterRunner):
         self.status_calls += 1
         return {i: self.states[i] for i in external_ids if i in self.states}
 
-    def kill(self, external_id):
+    def kill(self, external_id, job=None):
         self.killed.append(external_id)
         self.states.pop(external_id, None)
 

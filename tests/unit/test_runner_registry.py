@@ -150,7 +150,8 @@ def test_destination_params_per_runner(write):
         "docker_enabled": "true"}
     assert conf.warnings == [
         f'{path}, line 7: <param id="docker_enabled">: not a destination param of runner '
-        "'pbs' (known: Resource_List, queue, destination, server, nativeSpecification, -*): "
+        "'pbs' (known: Resource_List, queue, destination, server, nativeSpecification, "
+        "default_file_action, staging_directory, staging_retry_seconds, -*): "
         "no runner reads it"]
 
 

@@ -57,10 +57,23 @@ def test_a_bad_mapping_file_stops_start_up_naming_its_line(tmp_path, text, words
 
 
 def test_the_settings(tmp_path):
+    scripts = ("  external_chown_script: sudo -n /opt/muleteer/scripts/external_chown_script.py\n"
+               "  external_runjob_script: sudo -n /opt/muleteer/scripts/external_runjob.py\n")
     (tmp_path / "galaxy.yml").write_text("galaxy:\n  real_system_username: user_email\n"
-                                         "  real_system_min_uid: 2000\n")
+                                         "  real_system_min_uid: 2000\n" + scripts)
     config = load_config(str(tmp_path / "galaxy.yml"))
     assert (config.real_system_username, config.real_system_min_uid) == ("user_email", 2000)
+    assert config.external_runjob_script.endswith("external_runjob.py")
+    # Jobs as their users need the scripts that hand them over and run them.
+    (tmp_path / "galaxy.yml").write_text("galaxy:\n  real_system_username: user_email\n")
+    with pytest.raises(ConfigError, match="set external_chown_script and external_runjob_script"):
+        load_config(str(tmp_path / "galaxy.yml"))
+    (tmp_path / "galaxy.yml").write_text("galaxy:\n  external_chown_script: no-such-sudo x\n")
+    with pytest.raises(ConfigError, match="external_chown_script: no-such-sudo is not a program"):
+        load_config(str(tmp_path / "galaxy.yml"))
+    (tmp_path / "galaxy.yml").write_text("galaxy:\n  outputs_to_working_directory: false\n")
+    with pytest.raises(ConfigError, match="outputs_to_working_directory: false is not available"):
+        load_config(str(tmp_path / "galaxy.yml"))
     (tmp_path / "galaxy.yml").write_text("galaxy:\n  real_system_username: username\n")
     with pytest.raises(ConfigError, match="no separate username"):
         load_config(str(tmp_path / "galaxy.yml"))
