@@ -118,12 +118,14 @@ class JobAccounts:
                                   f"({result.stderr.strip()[:200]})") from None
 
     # -- DRMAA (Galaxy's scripts) -----------------------------------------------------------
-    def drmaa_submit(self, username: str, template_file: str) -> str:
-        """Submit the JSON job template as the user; the DRM's job id."""
+    def drmaa_submit(self, username: str, template_file: str, staged: bool = False) -> str:
+        """Submit the JSON job template as the user; the DRM's job id. `staged`: a job
+        for a node without the shared disk (its script inline, no job directory)."""
         if not self.drmaa_runjob:
             raise JobAccountError("drmaa_external_runjob_script is not set in galaxy.yml: "
                                   "DRMAA jobs cannot run as their users without it")
-        result = self._run(self.drmaa_runjob + (username, template_file),
+        options = ("--staged",) if staged else ()
+        result = self._run(self.drmaa_runjob + options + (username, template_file),
                            f"submitting as {username}")
         lines = result.stdout.strip().splitlines()
         return lines[-1].strip() if lines else ""

@@ -87,8 +87,12 @@ class Staging:
     staging_directory: str
     retry_seconds: int
 
-    def scratch(self, job_id: int) -> str:
-        return os.path.join(self.staging_directory, f"muleteer-job-{int(job_id)}")
+    def scratch(self, job_id: int, token: str) -> str:
+        """The job's scratch on the node: named by the job and by a digest of its token, so
+        that jobs of several servers (or attempts) sharing a node's directory never meet
+        (a stale scratch of another account could not even be removed)."""
+        tag = hashlib.sha256(token.encode()).hexdigest()[:12]
+        return os.path.join(self.staging_directory, f"muleteer-job-{int(job_id)}-{tag}")
 
 
 def settings(destination) -> Staging | None:
@@ -195,7 +199,7 @@ class WrapperPlan:
 
 def wrapper_script(plan: WrapperPlan) -> str:
     """The bash script the node runs: it names only node paths and the server's URL."""
-    scratch = plan.staging.scratch(plan.job_id)
+    scratch = plan.staging.scratch(plan.job_id, plan.token)
     base = f"{plan.url.rstrip('/')}/api/jobs/{int(plan.job_id)}/staging"
     downloads = [(f"job/{SCRIPT}", SCRIPT)]
     downloads += [(f"job/{c}", c) for c in plan.configfiles]
@@ -259,7 +263,7 @@ def wrapper_script(plan: WrapperPlan) -> str:
         "",
         "trap 'cleanup; exit 143' TERM",
         "trap 'cleanup; exit 130' INT",
-        "cleanup  # a stale scratch of an earlier attempt",
+        "cleanup  # a stale scratch of this attempt (a job the scheduler requeued)",
         "mkdir -m 0700 -- \"$scratch\" && cd -- \"$scratch\" || { log \"cannot make $scratch\"; exit 1; }",
         f"mkdir -m 0700 -p {INPUTS} {TOOL} {TMP} outputs {CONFIGS} || {{ cleanup; exit 1; }}",
         "exec 2>>" + STAGING_LOG,

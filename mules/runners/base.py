@@ -90,7 +90,8 @@ class BaseRunner:
         its own inputs, tool files and temporary directory in it."""
         staged = self.staging(destination)
         if staged is not None:
-            scratch = staged.scratch(job.id)
+            scratch = staged.scratch(job.id, staging.token(staging.key(self.ctx.config),
+                                                           job.id, job.lease))
             return JobLayout(scratch, own_inputs=True,
                              tool_directory=os.path.join(scratch, staging.TOOL),
                              new_file_path=os.path.join(scratch, staging.TMP))
@@ -128,7 +129,7 @@ class BaseRunner:
         # One write for both: every write is a turn at the database's lock.
         if recorded and not self.store.update_job(job.id, lease=job.lease, **recorded):
             raise LeaseLost(f"job {job.id}: lost before its directory was made")
-        files.create(traversable=account is not None)
+        files.create(traversable=account is not None and self.staging(destination) is None)
         files.write_configfiles(built.configfiles)
         if layout.own_inputs and layout.directory == files.directory:
             self.copy_inputs(files, built.input_ids)
@@ -142,7 +143,7 @@ class BaseRunner:
             self.write_staged(job, destination, files, layout, built, staged)
         if before_hand_over is not None:
             before_hand_over(files)  # what the server opens in there while it still can
-        if account is not None:
+        if account is not None and staged is None:  # a staged job never sees this directory
             try:
                 self.accounts.hand_over(files.directory, account)
             except JobAccountError as exc:
@@ -162,9 +163,6 @@ class BaseRunner:
         node wrapper staged.sh that fetches the job's files, runs it and sends back the
         results (muleteer/staging.py). The inputs are not copied: the node downloads them."""
         config = self.ctx.config
-        if self.accounts is not None:
-            raise JobSetupError("staged jobs (default_file_action remote_transfer) cannot run "
-                                "as their real user yet (real_system_username is set)")
         if not config.galaxy_infrastructure_url:
             raise JobSetupError(f"destination {job.destination_id}: default_file_action "
                                 "remote_transfer needs galaxy.galaxy_infrastructure_url (the "
@@ -202,8 +200,18 @@ class BaseRunner:
                 source.close()
 
     def job_user(self, job: Job, files: JobFiles) -> str | None:
-        """The account the job runs as now (its directory's owner), None: the server's."""
-        return self.accounts.owner_of(files.directory) if self.accounts else None
+        """The account the job runs as now (its directory's owner), None: the server's. A
+        staged job's directory stays the server's (the node never sees it): its owner's
+        account, as real_system_username maps it now."""
+        if self.accounts is None:
+            return None
+        owner = self.accounts.owner_of(files.directory)
+        if owner is None and files.is_regular(staging.STAGED_SCRIPT):
+            try:
+                return self.accounts.account_of(self.store.user_email(job.user_id)).name
+            except JobAccountError as exc:
+                raise JobSetupError(str(exc)) from None
+        return owner
 
     def outcome(self, job: Job, files: JobFiles, wait: float | None = None) -> Outcome:
         """How the job script ended, from its exit-code file (waited for a bounded time:

@@ -119,7 +119,10 @@ class ClusterRunner(BaseRunner):
         (so the scheduler accounts the job to them, and a cancel is theirs)."""
         from mules.runners import cli  # cli raises this module's SchedulerError
 
-        user = self.job_user(job, self.files(job)) if job is not None else None
+        try:
+            user = self.job_user(job, self.files(job)) if job is not None else None
+        except JobSetupError as exc:
+            raise SchedulerError(str(exc)) from None
         if user is None:
             return cli.run(argv, stdin=stdin)
         program = os.path.abspath(shutil.which(argv[0]) or argv[0])
@@ -128,6 +131,15 @@ class ClusterRunner(BaseRunner):
                                              [program, *argv[1:]], stdin=stdin)
         except JobAccountError as exc:
             raise SchedulerError(str(exc)) from None
+
+    def run_staged_client(self, argv: list[str], job, files):
+        """Submit a staged job's wrapper on the client's stdin (sbatch and qsub read it
+        there): the job's user, if it has one, cannot read the server's job directory."""
+        wrapper = files.open_regular(STAGED_SCRIPT)
+        if wrapper is None:
+            raise SchedulerError(f"{files.path(STAGED_SCRIPT)}: missing")
+        with wrapper:
+            return self.run_client(argv, job, stdin=wrapper)
 
     # -- BaseRunner ---------------------------------------------------------------------
     def submit(self, job, destination):
@@ -226,7 +238,19 @@ class ClusterRunner(BaseRunner):
         job = job.with_(external_id=external_id)
         log.info("job %s submitted: handler=%s destination=%s runner=%s external_id=%s",
                  job.id, self.handler_name, job.destination_id, self.name, external_id)
-        if self.lifecycle.cancel_requested(job):
+        current = self.store.get_job(job.id, retry=True)
+        if current is None or current.lease != job.lease:
+            current = None
+        if current is not None and current.state == JobState.DELETED:
+            # Cancelled while the scheduler was taking it: that cancel had no id to kill.
+            log.info("job %s: cancelled during its submission; killing %s job %s", job.id,
+                     self.name, external_id)
+            try:
+                self.kill(external_id, job)
+            except SchedulerError as exc:
+                log.warning("job %s: could not kill %s: %s", job.id, external_id, exc)
+            return
+        if current is not None and current.state == JobState.DELETING:
             self.cancel(job)  # cancelled while we were submitting it
             return
         self._watch(job)

@@ -125,10 +125,11 @@ class DrmaaRunner(ClusterRunner):
             values["nativeSpecification"] = " ".join(shlex.split(native))
         user = self.job_user(job, files)
         if user is not None:
-            # The script itself (executable, its #! line): the runjob script accepts only a
-            # command inside the job's directory.
-            values["remoteCommand"] = values.pop("args")[0]
-            return self._submit_as(user, values)
+            if staged is None:
+                # The script itself (executable, its #! line): the runjob script accepts
+                # only a command inside the job's directory.
+                values["remoteCommand"] = values.pop("args")[0]
+            return self._submit_as(user, values, staged=staged is not None)
         template = self.session.createJobTemplate()
         try:
             for key, value in values.items():
@@ -139,7 +140,7 @@ class DrmaaRunner(ClusterRunner):
         self._ours[external_id] = files
         return external_id
 
-    def _submit_as(self, user: str, values: dict) -> str:
+    def _submit_as(self, user: str, values: dict, staged: bool) -> str:
         """Through Galaxy's drmaa_external_runjob_script, which becomes the user: its own
         DRMAA session, so this one's wait() never sees the job (jobStatus() does)."""
         directory = self.ctx.config.new_file_path or None
@@ -149,7 +150,7 @@ class DrmaaRunner(ClusterRunner):
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(values, fh)
-            external_id = self.accounts.drmaa_submit(user, path)
+            external_id = self.accounts.drmaa_submit(user, path, staged)
         except JobAccountError as exc:
             raise SchedulerError(str(exc)) from None
         finally:

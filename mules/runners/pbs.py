@@ -29,13 +29,18 @@ _IGNORED_ATTRIBUTES = ("stagein", "stageout")
 
 
 def _no_staging_attributes(text: str) -> None:
+    """Refuse stagein/stageout anywhere in -W's comma-separated attribute lists (`-W a=1,
+    stagein=...`, `-Wstageout=...`)."""
     words = shlex.split(text) if isinstance(text, str) else []
     for word in words:
-        name = word.split("=", 1)[0].strip().lower()
-        if name in _IGNORED_ATTRIBUTES or any(word.lower().startswith(f"-w{a}") for a in
-                                               _IGNORED_ATTRIBUTES):
-            raise ValueError(f"-W {name}: TORQUE file staging is not supported (Slurm's TORQUE "
-                             "wrappers ignore it, so the job would run without its files)")
+        if word[:2].lower() == "-w" and len(word) > 2:
+            word = word[2:]
+        for attribute in word.split(","):
+            name = attribute.split("=", 1)[0].strip().lower()
+            if name in _IGNORED_ATTRIBUTES:
+                raise ValueError(f"-W {name}: TORQUE file staging is not supported (Slurm's "
+                                 "TORQUE wrappers ignore it, so the job would run without its "
+                                 "files)")
 
 
 def _check_prefixed(name: str, value) -> None:
@@ -62,6 +67,11 @@ SPEC = RunnerSpec(
 _STATES = {"Q": PENDING, "H": PENDING, "W": PENDING, "T": PENDING, "S": PENDING,
            "R": ACTIVE, "E": ACTIVE, "C": FINISHED, "F": FINISHED}
 QSTAT_UNKNOWN_JOB = 153
+
+
+# As the job's user: qsub ARGS... on a private copy of stdin (removed once qsub read it).
+_QSUB_FROM_STDIN = ('script=$(mktemp) || exit 1; trap \'rm -f -- "$script"\' EXIT; '
+                    'cat > "$script" && "$@" "$script"')
 
 
 def parse_qstat(text: str) -> dict[str, Status]:
@@ -115,8 +125,16 @@ class PbsRunner(ClusterRunner):
                 files.path(SCRIPT)]
         if staging.settings(destination) is not None:  # qsub ships the script; node paths only
             argv = [argv[0], "-N", f"muleteer-{job.id}", "-o", "/dev/null", "-e", "/dev/null",
-                    *qsub_options(destination.params), files.path(staging.STAGED_SCRIPT)]
-        result = self.run_client(argv, job)
+                    *qsub_options(destination.params)]
+            if self.job_user(job, files) is None:
+                result = self.run_client([*argv, files.path(staging.STAGED_SCRIPT)], job)
+            else:
+                # The user cannot read the server's job directory, and Slurm's qsub wrapper
+                # reads no script on stdin: the user's own copy of it, made from stdin.
+                result = self.run_staged_client(["/bin/bash", "-c", _QSUB_FROM_STDIN, "qsub",
+                                                 *argv], job, files)
+        else:
+            result = self.run_client(argv, job)
         if result.returncode != 0:
             raise cli.failure(result, argv)
         return parse_qsub(result.stdout)

@@ -73,9 +73,10 @@ class SlurmRunner(ClusterRunner):
         staged = staging.settings(destination)
         if staged is not None:  # the node sees none of the server's paths (sbatch ships the script)
             argv = [argv[0], "--parsable", "-J", f"muleteer-{job.id}", "-D",
-                    staged.staging_directory, "-o", "/dev/null", "-e", "/dev/null", *native,
-                    files.path(staging.STAGED_SCRIPT)]
-        result = self.run_client(argv, job)
+                    staged.staging_directory, "-o", "/dev/null", "-e", "/dev/null", *native]
+            result = self.run_staged_client(argv, job, files)
+        else:
+            result = self.run_client(argv, job)
         if result.returncode != 0:
             raise cli.failure(result, argv)
         return parse_sbatch(result.stdout)

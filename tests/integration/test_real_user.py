@@ -63,9 +63,17 @@ PLUGINS = {
 }
 
 
-def job_conf(runner: str, limits: str = "") -> str:
+STAGED = {  # the same destinations, for nodes without the shared disk
+    "slurm": '<destination id="here" runner="slurm"><param id="nativeSpecification">-p debug -c 1 --mem=100</param><param id="default_file_action">remote_transfer</param></destination>',
+    "drmaa": '<destination id="here" runner="drmaa"><param id="nativeSpecification">-q all.q</param><param id="default_file_action">remote_transfer</param></destination>',
+    "pbs": '<destination id="here" runner="pbs"><param id="Resource_List">nodes=1:ppn=1,walltime=00:10:00</param><param id="default_file_action">remote_transfer</param></destination>',
+}
+
+
+def job_conf(runner: str, limits: str = "", staged: bool = False) -> str:
     return (f"<job_conf><plugins>{PLUGINS[runner]}</plugins>"
-            f'<destinations default="here">{DESTINATIONS[runner]}</destinations>'
+            f'<destinations default="here">{(STAGED if staged else DESTINATIONS)[runner]}'
+            f"</destinations>"
             f"{limits}</job_conf>")
 
 
@@ -306,3 +314,60 @@ def test_the_output_size_limit_measures_a_running_job_as_its_user(site):
         assert not user_processes(alice, "sleep 120")
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module", params=sorted(STAGED))
+def staged_server(request, site):
+    """A server whose jobs run staged (the node never sees the server's disk) as their
+    users, who cannot read the server's directory (its account's, mode 0700)."""
+    runner = request.param
+    require_cluster(runner)
+    srv = UwsgiServer(os.path.join(site.server_directory, f"staged-{runner}"), mules=1,
+                      job_conf=job_conf(runner, staged=True), env=site.env(),
+                      run_as=(site.server.uid, site.server.gid),
+                      galaxy={**site.galaxy_settings(f"staged-{runner}"),
+                              "tool_path": site.tools, "job_runner_monitor_sleep": 0.5,
+                              "galaxy_infrastructure_url": "PLACEHOLDER"})
+    with open(srv.config_file) as handle:  # the node's URL: known once the port is
+        text = handle.read()
+    with open(srv.config_file, "w") as handle:
+        handle.write(text.replace("PLACEHOLDER", srv.url))
+    srv.runner = runner
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_staged_jobs_run_as_their_users_without_the_servers_disk(staged_server, site):
+    srv = staged_server
+    assert os.stat(site.server_directory).st_mode & 0o077 == 0  # nobody else gets in
+    jobs = {}
+    for account in site.users:
+        session = user_session(srv, f"{account.name}@example.org")
+        dataset = upload(srv, session, f"staged data of {account.name}\n")
+        jobs[account.name] = (session, submit(srv, session, "whoami_cat",
+                                              {"input": {"src": "dataset", "id": dataset["id"]}}))
+    for name, (session, job_id) in jobs.items():
+        job = finished(srv, session, job_id, timeout=120)
+        assert job["state"] == "ok", (job, srv.log_tail())
+        assert output_text(srv, session, job) == f"{name}\nstaged data of {name}\n"
+        # The server's job directory was never the user's.
+        directory = os.path.join(site.jobs, f"staged-{srv.runner}", "000", str(job_id))
+        assert os.lstat(directory).st_uid == site.server.uid
+
+
+def test_a_staged_job_is_cancelled_as_its_user(staged_server, site):
+    srv, alice = staged_server, site.users[0]
+    session = user_session(srv, f"{alice.name}@example.org")
+    job_id = submit(srv, session, "sleeper", {"seconds": 300})
+    deadline = time.monotonic() + 90
+    while not user_processes(alice, "sleep 300"):
+        assert time.monotonic() < deadline, f"the job never started\n{srv.log_tail()}"
+        time.sleep(0.3)
+    session.delete(f"{srv.url}/api/jobs/{job_id}", timeout=30)
+    assert finished(srv, session, job_id)["state"] == "deleted"
+    deadline = time.monotonic() + 60
+    while user_processes(alice, "sleep 300"):
+        assert time.monotonic() < deadline, \
+            f"the staged job's processes outlived its cancel\n{srv.log_tail()}"
+        time.sleep(0.3)

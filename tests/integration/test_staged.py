@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -218,10 +219,17 @@ def check_helper_job(srv, job: dict) -> None:
     job_script = open(os.path.join(directory, "job.sh")).read()
     for text in (wrapper, job_script):
         assert srv.directory not in text and REPO not in text
-    assert not os.path.exists(f"/tmp/muleteer-job-{job['id']}")  # the scratch is gone
+    assert not os.path.exists(scratch_of(job))  # the scratch is gone
     # The results came over HTTP, with the wrapper's own log.
     assert os.path.isfile(os.path.join(directory, "staging.log"))
     assert open(os.path.join(directory, "stdout")).read() == ""
+
+
+def scratch_of(job) -> str:
+    """The node scratch a staged job's command names (its name carries a digest)."""
+    found = re.search(r"/tmp/muleteer-job-[0-9]+-[0-9a-f]{12}", job["command_line"])
+    assert found, job["command_line"]
+    return found.group(0)
 
 
 def test_a_staged_slurm_job_runs_as_an_account_that_cannot_read_the_server(slurm_server):
@@ -272,7 +280,11 @@ def test_a_server_restart_during_the_upload_loses_nothing(slurm_server, how):
     server killed (SIGKILL) while it is writing the large output of the job."""
     srv = slurm_server
     job = submit(srv, "staged_big", {"line": how, "size": RESTART_SIZE, "pause": 1})
-    scratch = f"/tmp/muleteer-job-{job['id']}"
+    deadline = time.monotonic() + 60
+    while not srv.job(job["id"])["command_line"]:  # made when the handler prepares it
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.05)
+    scratch = scratch_of(srv.job(job["id"]))
     deadline = time.monotonic() + 120
     if how == "stop":
         # The job has run once its exit code is in its scratch: the uploads start now.
@@ -308,8 +320,11 @@ def test_a_server_restart_during_the_upload_loses_nothing(slurm_server, how):
 def test_a_server_away_for_too_long_ends_the_job_error_saying_so(slurm_server):
     srv = slurm_server
     job_id = submit(srv, "staged_away", {"size": 100, "pause": 3})["id"]
-    scratch = f"/tmp/muleteer-job-{job_id}"
     deadline = time.monotonic() + 60
+    while not srv.job(job_id)["command_line"]:  # made when the handler prepares it
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.05)
+    scratch = scratch_of(srv.job(job_id))
     while not os.path.exists(os.path.join(scratch, "job.sh")):
         assert time.monotonic() < deadline, srv.log_tail()
         time.sleep(0.1)

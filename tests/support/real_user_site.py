@@ -112,7 +112,8 @@ class Site:
             remove_account(account)
 
 
-JOB_ROOTS = ("local", "slurm", "pbs", "drmaa", "refusals", "mapped", "limits")
+JOB_ROOTS = ("local", "slurm", "pbs", "drmaa", "staged-slurm", "staged-pbs", "staged-drmaa",
+             "refusals", "mapped", "limits")
 
 
 def make_site(users: int = 2, config: dict | None = None) -> Site:

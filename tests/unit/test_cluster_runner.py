@@ -159,6 +159,26 @@ def test_cancel_kills_the_scheduler_job(fake, local_ctx, new_job, wait_for):
     assert runner.watched_count() == 0
 
 
+def test_a_cancel_during_the_submission_kills_what_the_scheduler_took(fake, local_ctx,
+                                                                        new_job, wait_for):
+    """The cancel comes while the scheduler is taking the job (a slow sudo, a busy
+    scheduler): it finds no id to kill and records the job deleted; the submitting worker
+    kills the scheduler's job once it has its id, and watches nothing."""
+    runner = fake()
+    job = new_job("noop")
+
+    def cancelled_meanwhile(job, files, destination):
+        assert local_ctx.store.request_cancel(job.id) == JobState.DELETING
+        runner.cancel(local_ctx.store.get_job(job.id))  # no external id yet
+        return FakeScheduler.submit_script(runner, job, files, destination)
+
+    runner.submit_script = cancelled_meanwhile
+    runner.submit(job, DESTINATION)
+    wait_for(lambda: runner.killed == [f"x{job.id}"], what="the kill of the submitted job")
+    assert local_ctx.store.get_job(job.id).state == JobState.DELETED
+    assert runner.watched_count() == 0
+
+
 def test_recover_reattaches_by_external_id_and_never_resubmits(fake, local_ctx, new_job,
                                                                wait_state, wait_for):
     first = fake()

@@ -769,6 +769,8 @@ def test_macro_tokens_with_another_quote(write):
 @pytest.mark.parametrize("param", [
     '<param id="nativeSpecification">-l nodes=1 -W stagein=in.txt@head:/data/in.txt</param>',
     '<param id="-W">stageout=out.txt@head:/data/out.txt</param>',
+    '<param id="-W">umask=022,stagein=in.txt@head:/data/in.txt</param>',
+    '<param id="nativeSpecification">-Wstageout=out.txt@head:/data/out.txt</param>',
 ])
 def test_torque_file_staging_is_refused_when_the_file_loads(write, param):
     """Slurm's TORQUE wrappers accept -W stagein/stageout and ignore them (measured: the job

@@ -3,6 +3,7 @@ params, the node wrapper's text (no server path in it) and the API's refusals, t
 Flask's test client on a real job directory made by the runner's prepare()."""
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -66,7 +67,8 @@ def test_the_destination_params_load_and_bad_values_are_load_errors(write):
                          RUNNER_SPECS)
     settings = staging.settings(conf.destinations["d"])
     assert settings == staging.Staging("/scratch", 300)
-    assert settings.scratch(12) == "/scratch/muleteer-job-12"
+    digest = hashlib.sha256(b"t0ken").hexdigest()[:12]
+    assert settings.scratch(12, "t0ken") == f"/scratch/muleteer-job-12-{digest}"
     assert staging.settings(types.SimpleNamespace(params={})) is None
     with pytest.raises(JobConfError, match="not a file action: expected none or remote_transfer"):
         load_job_conf(job_conf(write, '<param id="default_file_action">copy</param>'),
@@ -108,7 +110,10 @@ def test_the_wrapper_and_job_script_name_no_server_path(staged, tmp_path):
     job_script = open(files.path("job.sh")).read()
     for script in (wrapper, job_script):
         assert str(tmp_path) not in script  # the server's tree: database, jobs, tools, tmp
-    scratch = f"/scratch/muleteer-job-{staged.job.id}"
+    token = staging.token(staging.key(staged.ctx.config), staged.job.id, staged.job.lease)
+    scratch = staged.runner.staging(staged_destination(staging_directory="/scratch")) \
+        .scratch(staged.job.id, token)
+    assert scratch.startswith(f"/scratch/muleteer-job-{staged.job.id}-")
     assert f"cd {scratch} ||" in job_script and f"TMPDIR={scratch}/tmp" in job_script
     assert f"http://127.0.0.1:9/api/jobs/{staged.job.id}/staging" in wrapper
     assert not os.path.exists(files.path("inputs"))  # the node downloads them itself
