@@ -32,7 +32,12 @@ SCRIPT_TIMEOUT = 120.0  # a chown of a huge tree is the slowest thing they do
 
 
 class JobAccountError(Exception):
-    """A root script refused or failed; the message is its own, with what was asked."""
+    """A root script refused or failed; the message is its own, with what was asked.
+    `transient`: it did not answer in time (a hung scheduler client behind it)."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,7 @@ class JobAccounts:
             raise JobAccountError(f"{what}: {argv[0]}: no such program") from None
         except subprocess.TimeoutExpired:
             raise JobAccountError(f"{what}: {os.path.basename(argv[0])} did not finish "
-                                  f"within {SCRIPT_TIMEOUT:.0f} s") from None
+                                  f"within {SCRIPT_TIMEOUT:.0f} s", transient=True) from None
         for line in result.stderr.splitlines():
             if "warning:" in line:
                 log.warning("%s: %s", what, line)

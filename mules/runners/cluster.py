@@ -130,7 +130,7 @@ class ClusterRunner(BaseRunner):
             return self.accounts.run_as_user(user, self.files(job).directory,
                                              [program, *argv[1:]], stdin=stdin)
         except JobAccountError as exc:
-            raise SchedulerError(str(exc)) from None
+            raise SchedulerError(str(exc), transient=exc.transient) from None
 
     def run_staged_client(self, argv: list[str], job, files):
         """Submit a staged job's wrapper on the client's stdin (sbatch and qsub read it

@@ -12,6 +12,11 @@ the job was marked running under this handler's lease. A handler paused between
 starting the script and that write, whose job another handler adopted meanwhile,
 finds its lease gone on waking and closes the pipe: the script exits before the
 tool runs, so no job runs twice.
+
+A job as its real user (mules/job_account.py) is started through sudo and the site's
+external_runjob.py, which becomes the user: the gate arrives on stdin (sudo passes no
+other descriptor), and signals are sent as the user (kill -- -PGID through the same
+script), since the server account may not signal the user's processes.
 """
 from __future__ import annotations
 

@@ -241,6 +241,36 @@ def jobs_held(srv, handler, within):
     return 0
 
 
+def pause_holding_jobs(srv, pid, handler, within) -> int:
+    """SIGSTOP the mule `pid` once it holds a job and is not inside a write transaction (a
+    mule stopped inside one would stop every handler's writes: nobody would count its
+    silence, nobody would adopt). How many jobs it held; 0: never paused."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        held = jobs_held(srv, handler, within=deadline - time.monotonic())
+        if not held:
+            return 0
+        os.kill(pid, signal.SIGSTOP)
+        if database_writable(srv, timeout=1.0):
+            return held
+        os.kill(pid, signal.SIGCONT)  # stopped holding the write lock: let it finish
+        time.sleep(0.05)
+    return 0
+
+
+def database_writable(srv, timeout: float) -> bool:
+    conn = sqlite3.connect(os.path.join(srv.directory, "database", "universe.sqlite"),
+                           timeout=timeout)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
 def lock_database(srv, seconds):
     conn = sqlite3.connect(os.path.join(srv.directory, "database", "universe.sqlite"), timeout=30)
     conn.execute("BEGIN EXCLUSIVE")
@@ -268,8 +298,8 @@ def test_a_paused_handler_or_a_long_lock_runs_no_job_twice(tmp_path, fault):
         def pause():
             # Pause it the moment it holds a job, so that there is always something to adopt:
             # asked of the database itself (read-only), not of the busy web workers.
-            held_when_paused.append(jobs_held(srv, "main.job-handlers.2", within=90))
-            os.kill(victim, signal.SIGSTOP)
+            held_when_paused.append(pause_holding_jobs(srv, victim, "main.job-handlers.2",
+                                                       within=90))
             try:
                 if "lock" in fault:  # the lock inside the pause, whenever the pause began
                     time.sleep(1)
@@ -291,7 +321,7 @@ def test_a_paused_handler_or_a_long_lock_runs_no_job_twice(tmp_path, fault):
             timer.join()
         assert len(accepted) == PAUSED_JOBS
         if "pause" in fault:
-            assert held_when_paused[0], "the mule never held a job before the pause"
+            assert held_when_paused[0], "the mule was never paused holding a job (outside a write)"
         assert_each_ran_once(srv, markers, accepted)
         assert_files_intact(srv, accepted)
         log = srv.log_tail(100000)
