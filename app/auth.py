@@ -12,8 +12,6 @@ old cookie (and its CSRF token) is worth nothing.
 from __future__ import annotations
 
 import hmac
-import os
-import secrets
 from functools import wraps
 from urllib.parse import unquote_plus
 
@@ -23,6 +21,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from muleteer import uwsgi_env
+from muleteer.secret_files import read_or_create_key
 
 csrf = CSRFProtect()
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -191,21 +190,4 @@ def log_without_key(response):
 def secret_key(path: str) -> bytes:
     """The session-signing key: made once at first start, kept beside the database
     (mode 0600), never in the repository."""
-    try:
-        with open(path, "rb") as fh:
-            key = fh.read().strip()
-        if len(key) >= 32:
-            return key
-    except FileNotFoundError:
-        pass
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    try:
-        os.link(path + ".tmp", path)  # the first process to start wins; the rest read its key
-    except FileExistsError:
-        pass
-    os.unlink(path + ".tmp")
-    return secret_key(path)
+    return read_or_create_key(path)

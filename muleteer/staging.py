@@ -21,13 +21,13 @@ import enum
 import hashlib
 import hmac
 import os
-import secrets
 import shlex
 from dataclasses import dataclass
 
 from muleteer.job import Job, JobState
 from muleteer.job_files import EXIT_CODE, INPUTS, SCRIPT
 from muleteer.runner_spec import Param, param_values
+from muleteer.secret_files import read_or_create_key
 
 STAGED_SCRIPT = "staged.sh"  # the node wrapper, in the server's job directory
 STAGING_LOG = "staging.log"  # the wrapper's own messages, uploaded before exit_code
@@ -108,26 +108,7 @@ def settings(destination) -> Staging | None:
 def key(config) -> bytes:
     """The token key: made once at first start beside the database (mode 0600, like the
     session key of app/auth.py, but its own file: a leaked session key forges no token)."""
-    path = config.resolve(KEY_FILE)
-    try:
-        with open(path, "rb") as fh:
-            found = fh.read().strip()
-        if len(found) >= 32:
-            return found
-    except FileNotFoundError:
-        pass
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(secrets.token_hex(32).encode())
-    try:
-        os.link(tmp, path)  # the first process to get here wins; the rest read its key
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
-    return key(config)
+    return read_or_create_key(config.resolve(KEY_FILE))
 
 
 def token(secret: bytes, job_id: int, lease: int) -> str:
