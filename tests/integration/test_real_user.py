@@ -213,26 +213,17 @@ def test_a_cancel_kills_the_job_as_its_user(server, site):
     alice = site.users[0]
     session = user_session(server, f"{alice.name}@example.org")
     job_id = submit(server, session, "sleeper", {"seconds": 300})
-    deadline = time.monotonic() + 60
-    while not user_processes(alice, "sleep 300"):
-        assert time.monotonic() < deadline, f"the job never started\n{server.log_tail()}"
-        time.sleep(0.3)
+    await_processes(server, alice, "sleep 300", running=True, timeout=60)
     assert session.delete(f"{server.url}/api/jobs/{job_id}", timeout=30).status_code in (200, 202)
     assert finished(server, session, job_id)["state"] == "deleted"
-    deadline = time.monotonic() + 30
-    while user_processes(alice, "sleep 300"):
-        assert time.monotonic() < deadline, "the job's processes outlived its cancel"
-        time.sleep(0.3)
+    await_processes(server, alice, "sleep 300", running=False, timeout=30)
 
 
 def test_a_restarted_server_finishes_what_ran_meanwhile(server, site):
     bob = site.users[1]
     session = user_session(server, f"{bob.name}@example.org")
     job_id = submit(server, session, "sleeper", {"seconds": 4})
-    deadline = time.monotonic() + 60
-    while not user_processes(bob, "sleep 4"):
-        assert time.monotonic() < deadline, f"the job never started\n{server.log_tail()}"
-        time.sleep(0.2)
+    await_processes(server, bob, "sleep 4", running=True, timeout=60)
     server.stop()
     time.sleep(5)  # it ends while no handler watches it
     server.start()
@@ -240,6 +231,17 @@ def test_a_restarted_server_finishes_what_ran_meanwhile(server, site):
     job = finished(server, session, job_id)
     assert job["state"] == "ok", (job, server.log_tail())
     assert output_text(server, session, job) == f"{bob.name}\nslept\n"
+
+
+def await_processes(server, account, text: str, running: bool, timeout: float) -> None:
+    """Wait until `account` runs (or no longer runs) a process whose command line has
+    `text`: the job started, or its cancel killed it."""
+    deadline = time.monotonic() + timeout
+    while bool(user_processes(account, text)) != running:
+        assert time.monotonic() < deadline, (
+            f"{'the job never started' if running else 'its processes outlived the cancel'}"
+            f"\n{server.log_tail()}")
+        time.sleep(0.3)
 
 
 def user_processes(account, text: str) -> list[int]:
@@ -362,14 +364,7 @@ def test_a_staged_job_is_cancelled_as_its_user(staged_server, site):
     srv, alice = staged_server, site.users[0]
     session = user_session(srv, f"{alice.name}@example.org")
     job_id = submit(srv, session, "sleeper", {"seconds": 300})
-    deadline = time.monotonic() + 90
-    while not user_processes(alice, "sleep 300"):
-        assert time.monotonic() < deadline, f"the job never started\n{srv.log_tail()}"
-        time.sleep(0.3)
+    await_processes(srv, alice, "sleep 300", running=True, timeout=90)
     session.delete(f"{srv.url}/api/jobs/{job_id}", timeout=30)
     assert finished(srv, session, job_id)["state"] == "deleted"
-    deadline = time.monotonic() + 60
-    while user_processes(alice, "sleep 300"):
-        assert time.monotonic() < deadline, \
-            f"the staged job's processes outlived its cancel\n{srv.log_tail()}"
-        time.sleep(0.3)
+    await_processes(srv, alice, "sleep 300", running=False, timeout=60)
