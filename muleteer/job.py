@@ -85,6 +85,8 @@ class Job:
     stdout: str | None = None  # the end of its stdout and stderr, kept when it ended
     stderr: str | None = None
     command_version: str | None = None  # what the tool's <version_command> printed
+    # What a dynamic rule or the job's resource choices set on its destination's params.
+    destination_params: dict = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row) -> "Job":
@@ -93,6 +95,7 @@ class Job:
         values["state"] = JobState(values["state"])
         values["params"] = json.loads(values.get("params") or "{}")
         values["resubmit"] = json.loads(values.get("resubmit") or "[]")
+        values["destination_params"] = json.loads(values.get("destination_params") or "{}")
         return cls(**values)
 
     def with_(self, **changes) -> "Job":

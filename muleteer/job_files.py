@@ -146,14 +146,20 @@ class JobFiles:
     def write_script(self, job: dict, destination, config, gated: bool = False,
                      command: str | None = None, environment: dict | None = None,
                      version_command: str | None = None, gate_fd: int = GATE_FD,
-                     directory: str | None = None, private_tmp: bool = False) -> str:
+                     directory: str | None = None, private_tmp: bool = False,
+                     setup=(), before=(), after=()) -> str:
         """Write job.sh running `command` (default: the job's recorded command line) with the
         tool's `environment` exported, and the tool's `version_command` (its output kept in
         COMMAND_VERSION). `gated`: the script first waits for the handler's go on descriptor
         `gate_fd` (the local runner's fence: a handler that lost the job never says go).
         `directory`: the job directory as the machine running the job sees it.
         `private_tmp`: TMPDIR in the job's own directory, not new_file_path (a job as its
-        real user cannot write the server's, a node without the shared disk has none)."""
+        real user cannot write the server's, a node without the shared disk has none).
+        `setup`: shell lines after the environment, before entering the directory
+        (GALAXY_SLOTS, a runner's own limits); `before` and `after`: lines in the directory
+        around the command (job metrics), `after` seeing the command's status in $rc and
+        running before the exit-code file is written (the handler reads the job's files
+        once that file appears)."""
         where = directory or self.directory
         lines = ["#!/bin/bash",
                  f"# Muleteer job {job.id}: tool {job.tool_id} {job.tool_version}"]
@@ -192,7 +198,9 @@ class JobFiles:
             if not _ENV_NAME.fullmatch(name):
                 raise JobDirectoryError(f"environment variable name {name!r} is not a shell name")
             lines.append(f"export {name}={shlex.quote(value)}")
+        lines += setup
         lines.append(f"cd {shlex.quote(where)} || exit 1")
+        lines += before
         if version_command:
             lines.append(f"( {version_command} ) > {COMMAND_VERSION} 2>&1 < /dev/null")
         lines += [
@@ -200,6 +208,7 @@ class JobFiles:
             job.command_line if command is None else command,
             f") > {STDOUT} 2> {STDERR} < /dev/null",
             "rc=$?",
+            *after,
             f"echo $rc > {EXIT_CODE}.tmp && mv -f {EXIT_CODE}.tmp {EXIT_CODE}",
             "exit $rc",
             "",

@@ -45,6 +45,9 @@ job = Table(
     Column("stdout", Text),
     Column("stderr", Text),
     Column("command_version", Text),  # what the tool's <version_command> printed
+    # The params a dynamic rule or the job's resource choices gave its destination (JSON,
+    # Galaxy's job.destination_params), kept so a restart or a recovery runs it the same.
+    Column("destination_params", Text),
     Index("ix_job_state_handler_tag", "state", "handler_tag"),
     Index("ix_job_handler_state", "handler", "state"),
     Index("ix_job_tool_id", "tool_id"),
@@ -154,4 +157,23 @@ job_dataset = Table(
     Column("role", String(8), nullable=False),
     Column("name", String(255), nullable=False),
     Column("position", Integer, nullable=False, default=0, server_default="0"),
+)
+
+# Job metrics as Galaxy keeps them: one row per (plugin, name), numbers and text apart.
+job_metric_numeric = Table(
+    "job_metric_numeric", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("job.id"), nullable=False, index=True),
+    Column("plugin", String(255), nullable=False),
+    Column("metric_name", String(255), nullable=False),
+    Column("metric_value", Float, nullable=False),
+)
+
+job_metric_text = Table(
+    "job_metric_text", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("job.id"), nullable=False, index=True),
+    Column("plugin", String(255), nullable=False),
+    Column("metric_name", String(255), nullable=False),
+    Column("metric_value", Text, nullable=False),
 )

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import os
 
-from muleteer import staging
+from muleteer import galaxy_slots, staging
 from muleteer.dataset_files import DatasetFiles
 from muleteer.job import Job
 from muleteer.job_files import GATE_FD, JobFiles, working_directory
@@ -57,6 +57,32 @@ class BaseRunner:
 
     def shutdown(self) -> None:
         pass
+
+    # -- hooks into the job script (each runner may override) --------------------------
+    def granted(self, destination) -> galaxy_slots.Granted:
+        """The cores and memory the destination itself grants a job, for GALAXY_SLOTS and
+        GALAXY_MEMORY_MB where the scheduler says nothing at run time."""
+        return galaxy_slots.Granted()
+
+    def script_setup(self, job: Job, destination) -> list[str]:
+        """Shell lines of this runner's own in the job script, before the job enters its
+        directory (e.g. the local runner's per-job limits)."""
+        return []
+
+    def container_command(self, job: Job, destination, layout: JobLayout, built) -> str:
+        """The tool's command as the job script runs it: in the tool's container when the
+        destination runs tools in containers, else as built."""
+        return built.command
+
+    def script_parts(self, job: Job, destination, layout: JobLayout, built) -> dict:
+        """write_script's command and the lines around it (see JobFiles.write_script)."""
+        metrics = getattr(self.ctx, "job_metrics", None)
+        return dict(
+            command=self.container_command(job, destination, layout, built),
+            setup=galaxy_slots.statements(self.granted(destination))
+            + self.script_setup(job, destination),
+            before=metrics.script_before() if metrics else [],
+            after=metrics.script_after() if metrics else [])
 
     def tracked_jobs(self) -> list[Job]:
         """The jobs this runner keeps in memory (queued to start, or watched)."""
@@ -133,14 +159,15 @@ class BaseRunner:
         files.write_configfiles(built.configfiles)
         if layout.own_inputs and layout.directory == files.directory:
             self.copy_inputs(files, built.input_ids)
+        parts = self.script_parts(job, destination, layout, built)
         # A job as its real user gets the gate on stdin: sudo passes no other descriptor.
-        files.write_script(job, destination, self.ctx.config, gated=gated, command=built.command,
+        files.write_script(job, destination, self.ctx.config, gated=gated,
                            environment=built.environment, version_command=built.version_command,
                            gate_fd=0 if account else GATE_FD, directory=layout.directory,
-                           private_tmp=layout.own_inputs)
+                           private_tmp=layout.own_inputs, **parts)
         staged = self.staging(destination)
         if staged is not None:  # ---- staged: a node without the server's disk ----
-            self.write_staged(job, destination, files, layout, built, staged)
+            self.write_staged(job, destination, files, layout, built, staged, parts)
         if before_hand_over is not None:
             before_hand_over(files)  # what the server opens in there while it still can
         if account is not None and staged is None:  # a staged job never sees this directory
@@ -158,7 +185,7 @@ class BaseRunner:
         return staging.settings(destination)
 
     def write_staged(self, job: Job, destination, files: JobFiles, layout: JobLayout,
-                     built, staged: staging.Staging) -> None:
+                     built, staged: staging.Staging, parts: dict) -> None:
         """job.sh as the node runs it (its TMPDIR in the scratch, no server path), and the
         node wrapper staged.sh that fetches the job's files, runs it and sends back the
         results (muleteer/staging.py). The inputs are not copied: the node downloads them."""
@@ -170,8 +197,8 @@ class BaseRunner:
         tmp = layout.new_file_path
         environment = {"TMPDIR": tmp, "TEMP": tmp, "TMP": tmp, **built.environment}
         files.write_script(job, destination, dataclasses.replace(config, new_file_path=""),
-                           command=built.command, environment=environment,
-                           version_command=built.version_command, directory=layout.directory)
+                           environment=environment, version_command=built.version_command,
+                           directory=layout.directory, **parts)
         tool = job_command.tool_of(self.ctx, job)
         tool_files = ()
         if tool is not None and tool.tool_dir and staging.uses_tool_directory(tool):

@@ -28,7 +28,8 @@ import threading
 
 from muleteer.job import JobState
 from muleteer.job_files import GATE_FD, SCRIPT, JobDirectoryError
-from muleteer.runner_spec import RunnerSpec
+from muleteer.galaxy_slots import Granted
+from muleteer.runner_spec import Param, RunnerSpec
 from mules.job_account import JobAccountError
 from mules.job_command import JobSetupError
 from mules.runners.base import BaseRunner, LeaseLost
@@ -39,9 +40,13 @@ _RESET_SIGNALS = tuple(s for s in signal.valid_signals()
                        if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN)
 KILL_GRACE = 5.0
 
-# No params of its own: `workers` (the plugin's attribute) is how many jobs run at once.
-SPEC = RunnerSpec(type="local", url_form=(),  # local:///
-                  doc="processes of the handler's machine")
+# `workers` (the plugin's attribute) is how many jobs run at once.
+SPEC = RunnerSpec(
+    type="local", url_form=(),  # local:///
+    destination_params=(
+        Param("local_slots", int, None, "cores a job of this destination is given "
+              "(GALAXY_SLOTS; Galaxy's name)", minimum=1),),
+    doc="processes of the handler's machine")
 
 
 class LocalRunner(BaseRunner):
@@ -62,6 +67,9 @@ class LocalRunner(BaseRunner):
 
     def submit(self, job, destination):
         self._queue.put((job, destination))
+
+    def granted(self, destination):
+        return Granted(slots=destination.params.get("local_slots"))
 
     def cancel(self, job):
         pid = self._pids.get(job.id)

@@ -181,7 +181,7 @@ class Claims:
                         exit_code=None, info=info, attempt=job.c.attempt + 1,
                         resubmit=json.dumps(rules), queued_time=None, start_time=None,
                         end_time=None, update_time=now, lease=job.c.lease + 1,
-                        not_before=not_before)
+                        not_before=not_before, destination_params=None)
                 .returning(*job.c))
         with self.engine.begin() as conn:
             row = conn.execute(stmt).mappings().first()
