@@ -24,6 +24,7 @@ import threading
 
 from muleteer import staging
 from muleteer.job_files import SCRIPT, private_directory
+from muleteer.containers import CONTAINER_PARAMS
 from muleteer.runner_spec import Param, RunnerSpec
 from mules.job_account import JobAccountError
 from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
@@ -35,7 +36,7 @@ SPEC = RunnerSpec(
     type="drmaa",
     plugin_params=(Param("drmaa_library_path", str, "", "the DRM's libdrmaa (default: the "
                          "DRMAA_LIBRARY_PATH environment variable)"), *CLUSTER_PARAMS),
-    destination_params=(NATIVE_SPECIFICATION, *staging.STAGING_PARAMS),  # e.g. -q all.q
+    destination_params=(*CONTAINER_PARAMS, NATIVE_SPECIFICATION, *staging.STAGING_PARAMS),  # e.g. -q all.q
     url_form=("nativeSpecification",),  # drmaa://-q all.q/
     doc="any DRM through its libdrmaa (drmaa-python)")
 

@@ -29,6 +29,7 @@ import threading
 from muleteer.job import JobState
 from muleteer.job_files import GATE_FD, SCRIPT, JobDirectoryError
 from muleteer.galaxy_slots import Granted
+from muleteer.containers import CONTAINER_PARAMS
 from muleteer.runner_spec import Param, RunnerSpec
 from mules.job_account import JobAccountError
 from mules.job_command import JobSetupError
@@ -43,7 +44,7 @@ KILL_GRACE = 5.0
 # `workers` (the plugin's attribute) is how many jobs run at once.
 SPEC = RunnerSpec(
     type="local", url_form=(),  # local:///
-    destination_params=(
+    destination_params=(*CONTAINER_PARAMS, 
         Param("local_slots", int, None, "cores a job of this destination is given "
               "(GALAXY_SLOTS; Galaxy's name)", minimum=1),),
     doc="processes of the handler's machine")

@@ -16,6 +16,7 @@ import shlex
 
 from muleteer import staging
 from muleteer.job_files import SCRIPT
+from muleteer.containers import CONTAINER_PARAMS
 from muleteer.runner_spec import Param, RunnerSpec
 from mules.runners import cli
 from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
@@ -51,7 +52,7 @@ def _check_prefixed(name: str, value) -> None:
 SPEC = RunnerSpec(
     type="pbs",
     plugin_params=(cli.BIN_DIR, *CLUSTER_PARAMS),
-    destination_params=(
+    destination_params=(*CONTAINER_PARAMS, 
         Param("Resource_List", str, "", "qsub -l, e.g. nodes=1:ppn=1,walltime=00:10:00"),
         Param("queue", str, "", "qsub -q"),
         Param("destination", str, "", "qsub -q (Galaxy's other name for queue)"),

@@ -11,6 +11,7 @@ import shlex
 
 from muleteer import staging
 from muleteer.job_files import SCRIPT
+from muleteer.containers import CONTAINER_PARAMS
 from muleteer.runner_spec import RunnerSpec
 from mules.runners import cli
 from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
@@ -19,7 +20,7 @@ from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPEC
 SPEC = RunnerSpec(
     type="slurm",
     plugin_params=(cli.BIN_DIR, *CLUSTER_PARAMS),
-    destination_params=(NATIVE_SPECIFICATION, *staging.STAGING_PARAMS),  # sbatch options
+    destination_params=(*CONTAINER_PARAMS, NATIVE_SPECIFICATION, *staging.STAGING_PARAMS),  # sbatch options
     url_form=("nativeSpecification",),  # slurm://-p debug -c 2/
     doc="Slurm's sbatch, squeue, scancel")
 

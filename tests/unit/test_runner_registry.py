@@ -139,7 +139,7 @@ def test_destination_params_per_runner(write):
                     <param id="Resource_List">nodes=1</param>
                     <param id="-W">x=1</param>
                     <param id="native_specification">-V</param>
-                    <param id="docker_enabled">true</param>
+                    <param id="singularity_enabled">true</param>
                 </destination>
             </destinations>
         </job_conf>
@@ -147,10 +147,14 @@ def test_destination_params_per_runner(write):
     conf = load_job_conf(path, RUNNER_SPECS)
     assert conf.destinations["torque"].params == {
         "Resource_List": "nodes=1", "-W": "x=1", "nativeSpecification": "-V",
-        "docker_enabled": "true"}
+        "singularity_enabled": "true"}
     assert conf.warnings == [
-        f'{path}, line 7: <param id="docker_enabled">: not a destination param of runner '
-        "'pbs' (known: Resource_List, queue, destination, server, nativeSpecification, "
+        f'{path}, line 7: <param id="singularity_enabled">: not a destination param of runner '
+        "'pbs' (known: docker_enabled, docker_cmd, docker_sudo, docker_sudo_cmd, "
+        "docker_volumes, docker_net, docker_memory, docker_auto_rm, docker_set_user, "
+        "docker_run_extra_arguments, docker_default_container_id, "
+        "docker_container_id_override, require_container, "
+        "Resource_List, queue, destination, server, nativeSpecification, "
         "default_file_action, staging_directory, staging_retry_seconds, -*): "
         "no runner reads it"]
 
