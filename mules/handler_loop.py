@@ -273,7 +273,7 @@ class JobHandler:
     def runner_for(self, job: Job):
         job_conf = self.ctx.job_conf
         try:
-            destination = job_conf.resolve_destination(job.destination_id)
+            destination = job_conf.destination_of(job)
         except KeyError:
             raise RuntimeError(f"destination {job.destination_id!r} is no longer in "
                                f"{job_conf.path}") from None

@@ -35,12 +35,21 @@ OUTPUT_TEXT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What a job's processes used, as its runner saw it (the local runner's wait4, a
+    DRM's resource usage); None: not seen."""
+    max_rss_bytes: int | None = None
+    cpu_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a runner saw at a job's end: its exit code, or None and why (reason) in words
-    (detail, e.g. the scheduler's own)."""
+    (detail, e.g. the scheduler's own), and what it used if the runner saw that."""
     exit_code: int | None
     reason: str | None = None
     detail: str = ""
+    usage: Usage | None = None
 
 
 class Lifecycle:

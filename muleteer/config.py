@@ -81,13 +81,18 @@ _SETTINGS = {
     "drmaa_external_killjob_script": (str, ""),
     # Galaxy's: the server's URL as cluster nodes reach it (staged jobs, muleteer/staging.py).
     "galaxy_infrastructure_url": (str, ""),
+    # Galaxy's job metrics plugins file (muleteer/job_metrics); missing: the core plugin only.
+    "job_metrics_config_file": (str, "job_metrics_conf.xml"),
+    # Galaxy's job resource parameters (the form's "Job Resource Parameters" and the
+    # `resources` groups of the job configuration); missing: none.
+    "job_resource_params_file": (str, "job_resource_params_conf.xml"),
 }
 REAL_USER_SCRIPTS = ("external_chown_script", "external_runjob_script",
                      "drmaa_external_runjob_script", "drmaa_external_killjob_script")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PATHS = {"job_config_file", "tool_path", "tool_config_file", "job_working_directory",
           "new_file_path", "environment_setup_file", "tus_upload_store",
-          "file_path"}
+          "file_path", "job_metrics_config_file", "job_resource_params_file"}
 REAL_SYSTEM_USERNAME_METHODS = ("user_email",)
 
 
@@ -136,6 +141,8 @@ class Config:
     drmaa_external_runjob_script: str = ""
     drmaa_external_killjob_script: str = ""
     galaxy_infrastructure_url: str = ""
+    job_metrics_config_file: str = ""
+    job_resource_params_file: str = ""
 
     def resolve(self, path: str) -> str:
         return path if not path or os.path.isabs(path) else os.path.join(self.root, path)

@@ -128,7 +128,7 @@ class LocalRunner(BaseRunner):
     def _ended(self, job, files):
         self.lifecycle.take_back(job)  # its real user's until now: ours before we read it
         if job.external_id and files.exit_code() is None and files.never_started(job.external_id):
-            self._start_again(job, self.ctx.job_conf.resolve_destination(job.destination_id))
+            self._start_again(job, self.ctx.job_conf.destination_of(job))
             return
         over = self._over_limit.pop(job.id, None)
         if over:

@@ -3,7 +3,7 @@ job_conf.yml, or `job_config:` inline in galaxy.yml): plugins (runners), handler
 destinations (Galaxy 21+'s "execution environments"), tool mappings and limits."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 ASSIGN_METHODS = ("mem-self", "db-self", "db-preassign", "db-transaction-isolation",
                   "db-skip-locked", "uwsgi-mule-message")
@@ -91,6 +91,15 @@ class JobConfig:
         mapping = self.tools.get(tool_id)
         ref = mapping.destination if mapping and mapping.destination else self.default_destination
         return self.resolve_destination(ref)
+
+    def destination_of(self, job) -> Destination:
+        """The destination a job runs on: its destination_id's, with the params a dynamic
+        rule or the job's resource choices set (job.destination_params) over its own.
+        KeyError if the destination is no longer configured."""
+        destination = self.resolve_destination(job.destination_id)
+        if not job.destination_params:
+            return destination
+        return replace(destination, params={**destination.params, **job.destination_params})
 
     def resolve_destination(self, ref: str) -> Destination:
         if ref in self.destinations:
