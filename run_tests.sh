@@ -23,5 +23,10 @@ scripts/sudo-install
 # With the services brought up here, a test that cannot reach one must fail, not skip.
 export MULETEER_REQUIRE_CLUSTERS=1 MULETEER_REQUIRE_POSTGRES=1 MULETEER_REQUIRE_NGINX=1 \
     MULETEER_REQUIRE_BROWSER=1 MULETEER_REQUIRE_FUZZ=1
+# Two test processes (pytest-xdist): most tests wait on servers and schedulers, so two
+# share the machine's cores well; tests/conftest.py keeps each integration module in one
+# process and the tests of the machine's single things (Grid Engine's slot, the test
+# accounts) in one. MULETEER_TEST_PROCESSES=0 runs everything in this process.
 # pytest exits 5 when it collected no test: that fails this script too (non-zero).
-exec .venv/bin/python -m pytest -ra -q "${@:-tests}"
+exec .venv/bin/python -m pytest -ra -q -n "${MULETEER_TEST_PROCESSES:-2}" --dist loadgroup \
+    --durations=20 "${@:-tests}"

@@ -6,8 +6,11 @@ import time
 
 import pytest
 
+from tests.conftest import MACHINE
 from tests.support.clusters import require_cluster
 from tests.support.uwsgi_server import UwsgiServer, free_port
+
+pytestmark = pytest.mark.xdist_group(MACHINE)  # Grid Engine has one slot
 
 TORQUE_BIN = os.environ.get("MULETEER_TORQUE_BIN", "/opt/muleteer-cluster/torque/bin")
 

@@ -5,8 +5,11 @@ import os
 
 import pytest
 
+from tests.conftest import MACHINE
 from tests.support.clusters import require_cluster
 from tests.support.uwsgi_server import UwsgiServer
+
+pytestmark = pytest.mark.xdist_group(MACHINE)  # Grid Engine has one slot
 
 TORQUE_BIN = os.environ.get("MULETEER_TORQUE_BIN", "/opt/muleteer-cluster/torque/bin")
 

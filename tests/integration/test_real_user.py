@@ -17,13 +17,16 @@ import time
 import pytest
 import requests
 
+from tests.conftest import MACHINE
 from tests.support.clusters import require_cluster
 from tests.support.real_user_site import make_site
 from tests.support.uwsgi_server import UwsgiServer
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("sudo"),
-    reason="needs root, useradd and sudo (real system accounts; scripts/sudo-install)")
+pytestmark = [
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("sudo"),
+        reason="needs root, useradd and sudo (real system accounts; scripts/sudo-install)"),
+    pytest.mark.xdist_group(MACHINE)]  # the test accounts, sudoers, Grid Engine's one slot
 
 TORQUE_BIN = os.environ.get("MULETEER_TORQUE_BIN", "/opt/muleteer-cluster/torque/bin")
 TOOLS = {

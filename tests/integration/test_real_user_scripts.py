@@ -25,6 +25,7 @@ import uuid
 
 import pytest
 
+from tests.conftest import MACHINE
 from tests.support.real_user_site import install_scripts
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,8 +38,10 @@ RUN = os.path.join(SCRIPTS, "drmaa_external_runjob.py")
 SUDOERS = os.path.join(REPO, "contrib", "sudoers.d", "muleteer")
 CONFIG_ENV = "MULETEER_REAL_USER_CONF"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"),
-                                reason="needs root and useradd (real system accounts)")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"),
+                       reason="needs root and useradd (real system accounts)"),
+    pytest.mark.xdist_group(MACHINE)]  # the test accounts and sudoers
 
 
 # -- accounts -------------------------------------------------------------------------------

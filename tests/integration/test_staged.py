@@ -22,11 +22,14 @@ import uuid
 
 import pytest
 
+from tests.conftest import MACHINE
 from tests.support.clusters import require_cluster
 from tests.support.uwsgi_server import REPO, UwsgiServer
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"),
-                                reason="needs root and useradd (a real system account)")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"),
+                       reason="needs root and useradd (a real system account)"),
+    pytest.mark.xdist_group(MACHINE)]  # the test accounts, Grid Engine's one slot
 
 HELPER_TOOL = """<tool id="staged_helper" name="Staged helper" version="1.0">
     <command><![CDATA[
