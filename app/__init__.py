@@ -49,6 +49,7 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None,
     app.extensions["muleteer.dispatcher"] = dispatcher
     app.extensions["muleteer.accounts"] = accounts
 
+    from app.admin_charts import admin_charts
     from app.api import api
     from app.datasets_api import upload_limit  # the /api/datasets routes, on `api`
     from app.pages import pages
@@ -66,6 +67,7 @@ def create_app(config_file: str | None = None, ctx: AppContext | None = None,
     app.register_blueprint(api)
     app.register_blueprint(tus)
     app.register_blueprint(pages)
+    app.register_blueprint(admin_charts)
     app.register_blueprint(staging_api)
     _register_error_pages(app)
     _first_admin(accounts, config)

@@ -52,6 +52,8 @@ job = Table(
     Index("ix_job_handler_state", "handler", "state"),
     Index("ix_job_tool_id", "tool_id"),
     Index("ix_job_user_idempotency_key", "user_id", "idempotency_key"),
+    # The admin's charts and /metrics read jobs that ended in a window (migration 0012).
+    Index("ix_job_end_time", "end_time"),
 )
 
 job_state_history = Table(
