@@ -10,6 +10,10 @@
 A message is only a wake-up call: the store says what to do, so a lost, late or
 repeated message changes nothing but latency.
 
+A claimed job is placed before it starts (place()): a dynamic destination's rule chooses
+where it runs, the resources its user asked for are mapped onto that destination, and the
+result is recorded on the job once, so recovery and adoption run it the same way.
+
 Fencing: every claim or adoption gives the job a new lease, and every action on a job
 (its files, its start, its state) is conditional on the lease this handler was given,
 checked in the database first. A handler that was paused, or cut off from the database,
@@ -20,19 +24,22 @@ nobody silent.
 """
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
 from datetime import timedelta
 
+from muleteer import job_rules
 from muleteer.job import Job, JobState
 from muleteer.job_files import JobFiles
+from muleteer.job_resources import Resources, chosen_resources, destination_changes
 from muleteer.limits import Limits
 from muleteer.store import utcnow
 from mules.job_account import JobAccountError
 from mules.lifecycle import OUTPUT_SIZE, WALLTIME, Lifecycle
-from mules.runners import load_runner
+from mules.runners import RUNNER_SPECS, load_runner
 
 log = logging.getLogger(__name__)
 # Seconds between two measures of a real user's running job (each one is a sudo).
@@ -170,6 +177,9 @@ class JobHandler:
         """Jobs this handler owned when it last stopped: re-attach, restart or finish them."""
         for job in self.store.owned_jobs(self.name):
             log.info("handler %s: recovering job %s (%s)", self.name, job.id, job.state)
+            if self.unplaced(job):  # taken, but its rule had not run: nothing started
+                self._start_unplaced(job)
+                continue
             try:
                 runner, destination = self.runner_for(job)
                 if job.state == JobState.DELETING and not job.external_id:
@@ -210,6 +220,9 @@ class JobHandler:
         for job in self.store.adopt_orphans(self.name, self.tags, silent):
             log.warning("handler %s: adopted job %s (%s) from a silent handler",
                         self.name, job.id, job.state)
+            if self.unplaced(job):
+                self._start_unplaced(job)
+                continue
             try:
                 runner, destination = self.runner_for(job)
                 runner.recover(job, destination)
@@ -256,13 +269,88 @@ class JobHandler:
         log.info("job %s queued: handler=%s destination=%s runner=%s", job.id, self.name,
                  job.destination_id, job.runner)
         try:
+            job = self.place(job)
+            if job is None:
+                return
             runner, destination = self.runner_for(job)
             runner.submit(job, destination)
         except Exception as exc:
             log.exception("job %s: could not be started", job.id)
             self._fail(job, f"could not be started: {exc}")
 
+    def place(self, job: Job) -> Job | None:
+        """Decide where the job runs, once, before it starts: a dynamic destination's rule
+        chooses a destination (and params), and the resources the job's user asked for are
+        mapped onto it. Recorded on the job under its lease, so a restart or an adoption
+        runs it the same way (JobConfig.destination_of). None: not to be started (its rule
+        failed it, or another handler holds it now)."""
+        job_conf = self.ctx.job_conf
+        try:
+            destination = job_conf.resolve_destination(job.destination_id)
+        except KeyError:
+            return job  # runner_for says so
+        params, chosen = {}, None
+        if destination.dynamic:
+            facts = job_rules.JobFacts(job, self.store, self.ctx.tools,
+                                       self.ctx.config.admin_users)
+            try:
+                chosen = job_rules.choose(job_conf, destination, facts)
+                params = job_rules.checked_params(chosen, self._spec(chosen.destination))
+            except job_rules.RuleFailed as exc:
+                log.warning("job %s: %s", job.id, exc)
+                self._fail(job, str(exc))
+                return None
+            destination = chosen.destination
+        # The resources asked for, onto the destination's own params; a param the rule set
+        # is the rule's (it was given the resources as resource_params).
+        resources = Resources.of(chosen_resources(job.params))
+        changes, unmapped = destination_changes(self._runner_type(destination),
+                                                self._spec(destination), destination.params,
+                                                resources)
+        if unmapped:
+            log.warning("job %s: %s not applied: destination %s (runner %s) has no way to ask "
+                        "for it", job.id, ", ".join(unmapped), destination.id, destination.runner)
+        params = {**changes, **params}
+        if chosen is None and not params:
+            return job
+        values = dict(destination_id=destination.id, runner=destination.runner,
+                      destination_params=json.dumps(params) if params else None)
+        if chosen is not None:  # the chosen destination's resubmit rules, as its own jobs have
+            values["resubmit"] = json.dumps(destination.resubmit)
+        if not self.store.update_job(job.id, lease=job.lease, **values):
+            log.warning("job %s: no longer held by %s; not started here", job.id, self.name)
+            return None
+        if chosen is not None:
+            log.info("job %s: %s chose destination %s%s", job.id, " -> ".join(chosen.chain),
+                     destination.id, f" with {params}" if params else "")
+        return job.with_(destination_id=destination.id, runner=destination.runner,
+                         destination_params=params,
+                         resubmit=destination.resubmit if chosen is not None else job.resubmit)
+
+    def unplaced(self, job: Job) -> bool:
+        """Whether the job still waits for its dynamic destination's rule."""
+        try:
+            return self.ctx.job_conf.resolve_destination(job.destination_id).dynamic
+        except KeyError:
+            return False
+
+    def _start_unplaced(self, job: Job) -> None:
+        if job.state == JobState.DELETING:
+            self.lifecycle.cancelled(job, "cancelled before it started")
+        else:
+            self.start(job)
+
+    def _runner_type(self, destination) -> str:
+        plugin = self.ctx.job_conf.plugins.get(destination.runner)
+        return plugin.type if plugin else ""
+
+    def _spec(self, destination):
+        return RUNNER_SPECS.get(self._runner_type(destination))
+
     def stop(self, job: Job) -> None:
+        if self.unplaced(job):
+            self.lifecycle.cancelled(job, "cancelled before it started")
+            return
         try:
             runner, _ = self.runner_for(job)
             runner.cancel(job)

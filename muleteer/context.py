@@ -8,6 +8,7 @@ from typing import Mapping
 
 from muleteer.config import Config, load_config
 from muleteer.job_config import JobConfig, load_job_config
+from muleteer.job_resources import with_job_resources
 from muleteer.runner_spec import RunnerSpec
 from muleteer.store import JobStore
 from muleteer.tools.toolbox import Toolbox, load_toolbox
@@ -43,6 +44,9 @@ def build_context(config_file: str | None = None, overrides: dict | None = None,
     # A broken wrapper is skipped with its file and line (the toolbox logs it); the rest
     # load. Only a malformed tool_conf.xml, the admin's own file, stops start-up.
     tools = load_toolbox(config.tool_path, getattr(config, "tool_config_file", None))
+    # Galaxy's "Job Resource Parameters": the tools the job configuration gives a resources
+    # group get its conditional as their last input (muleteer/job_resources.py).
+    tools = with_job_resources(tools, job_conf)
     for tool_id in job_conf.tools:
         if tool_id not in tools:
             log.warning("%s maps tool %r, which is not under %s", job_conf.path, tool_id,

@@ -10,20 +10,24 @@ with a line and the key path (`runners.slurm.workers: 'many'`).
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Mapping, NoReturn
 
+from muleteer import job_rules
 from muleteer import resubmit as resubmit_rules
 from muleteer.handler_names import is_farm, mule_number, web_number
-from muleteer.job_config.model import (ASSIGN_METHODS, LIMIT_TYPES, RESUBMIT_CONDITIONS,
+from muleteer.job_config.model import (ASSIGN_METHODS, DYNAMIC, LIMIT_TYPES, RESUBMIT_CONDITIONS,
                                        TOOL_CLASSES, Destination, Handler, JobConfError,
                                        JobConfig, Limit, Plugin, ToolMapping)
+from muleteer.job_resources import ResourceParams
 from muleteer.runner_spec import RunnerSpec
 
 log = logging.getLogger(__name__)
 
 NO_VALUE = object()
-SECTIONS = ("runners", "handling", "execution", "tools", "limits")
+SECTIONS = ("runners", "handling", "execution", "tools", "limits", "resources")
+DEFAULT_RULES = "job_rules"  # beside the job configuration (Galaxy's is galaxy.jobs.rules)
 DEFAULT_WORKERS = 4
 _DIGITS = re.compile(r"^[0-9]+$")  # str.isdigit() also accepts '²', which int() refuses
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -87,9 +91,12 @@ def parse_walltime(text: str) -> int:
     return seconds
 
 
-def build_job_config(data, locator: Locator, specs: Mapping[str, RunnerSpec]) -> JobConfig:
-    """The model of Galaxy's dict form `data`; JobConfError names the file and place at fault."""
-    return _Builder(locator, specs).build(data)
+def build_job_config(data, locator: Locator, specs: Mapping[str, RunnerSpec],
+                     resource_params: ResourceParams | None = None) -> JobConfig:
+    """The model of Galaxy's dict form `data`; JobConfError names the file and place at fault.
+    `resource_params` (job_resource_params_conf.xml's) are what `resources` groups may name;
+    None: the names are not checked."""
+    return _Builder(locator, specs, resource_params).build(data)
 
 
 def _is_int(value) -> bool:
@@ -102,10 +109,13 @@ def _kind(value) -> str:
 
 
 class _Builder:
-    def __init__(self, locator: Locator, specs: Mapping[str, RunnerSpec]):
+    def __init__(self, locator: Locator, specs: Mapping[str, RunnerSpec],
+                 resource_params: ResourceParams | None = None):
         self.loc = locator
         self.specs = dict(specs)
+        self.resource_params = resource_params
         self.warnings: list[str] = []
+        self.rules_module = None  # the `dynamic` plugin's rules_module: (keys, value)
 
     # -- helpers ---------------------------------------------------------------------
     def fail(self, keys, message, value=NO_VALUE) -> NoReturn:
@@ -174,14 +184,18 @@ class _Builder:
                                                            plugins)
         handlers, default_handler, assign, max_grab, window = self.handling(
             data.get("handling"), ("handling",))
+        groups, default_group = self.resources(data.get("resources"), ("resources",))
         tools, tool_classes = self.tools(data.get("tools"), ("tools",), destinations, handlers,
-                                         plugins)
+                                         plugins, groups)
         limits = self.limits(data.get("limits"), ("limits",), destinations)
         return JobConfig(path=self.loc.path, plugins=plugins, destinations=destinations,
                          default_destination=default_destination, handlers=handlers,
                          default_handler=default_handler, assign=assign, tools=tools,
                          limits=limits, tool_classes=tool_classes, max_grab=max_grab,
-                         ready_window_size=window, warnings=self.warnings)
+                         ready_window_size=window, warnings=self.warnings,
+                         resource_params=dict(self.resource_params.params)
+                         if self.resource_params else {},
+                         resource_groups=groups, default_resource_group=default_group)
 
     # -- runners (<plugins>) ------------------------------------------------------------------
     def runners(self, section, keys) -> dict:
@@ -191,6 +205,9 @@ class _Builder:
         for runner_id, raw in self.mapping(section, keys).items():
             here = (*keys, runner_id)
             raw = self.mapping(raw, here)
+            if str(runner_id) == DYNAMIC:
+                self.dynamic_plugin(raw, here)
+                continue
             load = self.text(raw, here, "load") or str(runner_id)
             # Galaxy's load strings (galaxy.jobs.runners.slurm:SlurmJobRunner) name the type
             # by module.
@@ -208,6 +225,19 @@ class _Builder:
                 id=str(runner_id), type=kind, workers=workers,
                 params=self.plugin_params(self.specs[kind], params, params_keys))
         return plugins
+
+    def dynamic_plugin(self, raw: dict, keys) -> None:
+        """Galaxy's `dynamic` plugin: no runner (its `load` is ignored, as Galaxy does); its
+        rules_module is the default rules directory of dynamic destinations."""
+        if "kwds" in raw:
+            params_keys, params = (*keys, "kwds"), self.mapping(raw["kwds"], (*keys, "kwds"))
+        else:
+            params_keys = keys
+            params = {k: v for k, v in raw.items() if k not in ("id", "load", "workers")}
+        self.only(params, params_keys, ("rules_module",))
+        if params.get("rules_module") not in (None, ""):
+            self.rules_module = ((*params_keys, "rules_module"),
+                                 self.text(params, params_keys, "rules_module"))
 
     def plugin_params(self, spec: RunnerSpec, params: dict, keys) -> dict:
         checked = {}
@@ -293,6 +323,8 @@ class _Builder:
             params_keys, params = (*keys, "params"), dict(self.mapping(raw["params"], (*keys, "params")))
         else:
             params_keys, params = keys, {k: v for k, v in raw.items() if k not in reserved}
+        if runner == DYNAMIC:
+            return self.dynamic(env_id, raw, keys, params_keys, params)
         if runner is None:
             url = self.text(raw, keys, "url")
             if url is None:
@@ -312,6 +344,49 @@ class _Builder:
                       for i, item in enumerate(self.sequence(raw.get("resubmit"),
                                                              (*keys, "resubmit")))],
             tags=self.tags(raw.get("tags"), (*keys, "tags")))
+
+    def dynamic(self, env_id, raw, keys, params_keys, params) -> Destination:
+        """A dynamic destination: its rule is found (and its rules imported) now, so a rule
+        that cannot be called stops start-up rather than failing jobs."""
+        kind = self.text(params, params_keys, "type") or "python"
+        if kind != "python":
+            self.fail((*params_keys, "type"), "Galaxy's stock rules (choose_one, burst, dtd, "
+                                              "docker_dispatch) are not available: use type "
+                                              "python and a function of your own", kind)
+        function = self.text(params, params_keys, "function")
+        if function is None:
+            self.fail(params_keys, "a dynamic destination needs the param `function`: its rule's "
+                                   "name (a rule is not looked up by tool id)")
+        if "rules_module" in params:
+            where, directory = (*params_keys, "rules_module"), self.text(params, params_keys,
+                                                                        "rules_module")
+        elif self.rules_module:
+            where, directory = self.rules_module
+        else:
+            where, directory = (*params_keys, "function"), DEFAULT_RULES
+        directory = os.path.join(os.path.dirname(os.path.abspath(self.loc.path)), directory or "")
+        try:
+            rules = job_rules.load_rules(directory)
+        except job_rules.RulesError as exc:
+            self.fail(where, f"rules_module: {exc}")
+        rule = rules.get(function)
+        if rule is None:
+            self.fail((*params_keys, "function"), f"no function {function!r} in the rules of "
+                                                  f"{directory} (its rules: "
+                                                  f"{', '.join(sorted(rules.rules)) or 'none'})",
+                      function)
+        try:
+            job_rules.check_rule(rule, params)
+        except job_rules.RulesError as exc:
+            self.fail((*params_keys, "function"), str(exc), function)
+        for unused in ("env", "resubmit"):
+            if raw.get(unused):
+                self.warn((*keys, unused), "not used on a dynamic destination: the destination "
+                                           "its rule chooses has its own")
+        return Destination(id=env_id, runner=DYNAMIC,
+                           params={**params, "type": kind, "function": function,
+                                   "rules_module": os.path.normpath(directory)},
+                           tags=self.tags(raw.get("tags"), (*keys, "tags")))
 
     def destination_params(self, spec: RunnerSpec, params: dict, keys) -> dict:
         """Known params are checked and typed; an unknown one is kept as given, with a warning
@@ -428,12 +503,17 @@ class _Builder:
         return handlers, default, assign, max_grab, window
 
     # -- tools ------------------------------------------------------------------------------
-    def tools(self, section, keys, destinations, handlers, plugins):
+    def tools(self, section, keys, destinations, handlers, plugins, groups):
         tools, classes = {}, {}
         for i, raw in enumerate(self.sequence(section, keys)):
             here = (*keys, i)
             raw = self.mapping(raw, here)
-            self.only(raw, here, ("id", "class", "handler", "environment"))
+            self.only(raw, here, ("id", "class", "handler", "environment", "resources"))
+            resources = self.text(raw, here, "resources")
+            if resources is not None and resources not in groups:
+                self.fail((*here, "resources"), "is not a resources group "
+                                                f"(defined: {', '.join(groups) or 'none'})",
+                          resources)
             tool_id, tool_class = self.text(raw, here, "id"), self.text(raw, here, "class")
             if tool_id is None and tool_class is None:
                 raise JobConfError(self.loc.missing(here, "id"))
@@ -460,9 +540,50 @@ class _Builder:
             elif destination and destination not in destinations and not any(
                     destination in d.tags for d in destinations.values()):
                 self.fail((*here, "environment"), "is not a destination id or tag", destination)
-            mapping = ToolMapping(id=tool_id or tool_class, handler=handler, destination=destination)
+            mapping = ToolMapping(id=tool_id or tool_class, handler=handler, destination=destination,
+                                  resources=resources)
             (tools if tool_id is not None else classes)[mapping.id] = mapping
         return tools, classes
+
+    # -- resources (groups of job resource params) --------------------------------------------
+    def resources(self, section, keys) -> tuple[dict, str | None]:
+        """Galaxy's `resources`: {default, groups: {id: [param names] or "a,b"}}."""
+        if section is None:
+            return {}, None
+        section = self.mapping(section, keys)
+        self.only(section, keys, ("default", "groups"))
+        groups = {}
+        for group_id, raw in self.mapping(section.get("groups"), (*keys, "groups")).items():
+            here = (*keys, "groups", group_id)
+            if raw is None:
+                raw = []
+            elif isinstance(raw, str):
+                raw = raw.split(",")
+            if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+                self.fail(here, "expected a list of job resource param names (or text, "
+                                "comma-separated)")
+            names = [n.strip() for n in raw if n.strip()]
+            for name in names:
+                self.check_resource_param(name, here)
+                if names.count(name) > 1:
+                    self.fail(here, f"{name!r} is named twice")
+            groups[str(group_id)] = tuple(names)
+        default = self.text(section, keys, "default")
+        if default is not None and default not in groups:
+            self.fail((*keys, "default"), "is not a resources group "
+                                          f"(defined: {', '.join(groups) or 'none'})", default)
+        return groups, default
+
+    def check_resource_param(self, name: str, keys) -> None:
+        known = self.resource_params
+        if known is None or name in known.params:
+            return
+        if not known.found:
+            source = known.path or "galaxy.yml's job_resource_params_file"
+            self.fail(keys, f"{name!r}: no job resource params are defined ({source} does not "
+                            "exist)")
+        self.fail(keys, f"{name!r} is not a param of {known.path} (its params: "
+                        f"{', '.join(known.params) or 'none'})")
 
     # -- limits -----------------------------------------------------------------------------
     def limits(self, section, keys, destinations) -> list:

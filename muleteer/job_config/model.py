@@ -1,6 +1,7 @@
 """The job configuration as Muleteer uses it, whichever file it came from (job_conf.xml,
 job_conf.yml, or `job_config:` inline in galaxy.yml): plugins (runners), handlers,
-destinations (Galaxy 21+'s "execution environments"), tool mappings and limits."""
+destinations (Galaxy 21+'s "execution environments"), tool mappings, limits, and the
+groups of job resource parameters tools offer."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -13,6 +14,9 @@ LIMIT_TYPES = ("registered_user_concurrent_jobs", "anonymous_user_concurrent_job
 RESUBMIT_CONDITIONS = ("walltime_reached", "memory_limit_reached", "any_failure",
                        "unknown_error", "attempt")
 TOOL_CLASSES = ("local", "requires_galaxy", "user_defined")  # Galaxy's tool classes
+# Galaxy's runner of dynamic destinations: no plugin runs their jobs, a rule picks where
+# they run (muleteer/job_rules.py) when a handler starts them.
+DYNAMIC = "dynamic"
 
 
 class JobConfError(Exception):
@@ -37,6 +41,11 @@ class Destination:
     resubmit: list = field(default_factory=list)  # dicts: condition, destination, handler, delay
     tags: tuple = ()
 
+    @property
+    def dynamic(self) -> bool:
+        """A rule picks where its jobs run (params: function, rules_module, the rule's own)."""
+        return self.runner == DYNAMIC
+
 
 @dataclass
 class Handler:
@@ -49,6 +58,7 @@ class ToolMapping:
     id: str  # a tool id (or, in JobConfig.tool_classes, a tool class)
     handler: str | None = None
     destination: str | None = None
+    resources: str | None = None  # the id of the resource group its form offers
 
 
 @dataclass
@@ -74,6 +84,11 @@ class JobConfig:
     max_grab: int | None = None
     ready_window_size: int | None = None
     warnings: list = field(default_factory=list, compare=False)  # logged at load
+    # Galaxy's job resource parameters (job_resource_params_conf.xml): name -> a tool Param,
+    # in the file's order; and the `resources` groups of them: id -> names.
+    resource_params: dict = field(default_factory=dict)
+    resource_groups: dict = field(default_factory=dict)
+    default_resource_group: str | None = None
 
     @property
     def assign_with(self) -> str | None:
@@ -91,6 +106,14 @@ class JobConfig:
         mapping = self.tools.get(tool_id)
         ref = mapping.destination if mapping and mapping.destination else self.default_destination
         return self.resolve_destination(ref)
+
+    def resources_for(self, tool_id: str) -> tuple:
+        """The resource params (tool Params) a tool's form offers: its mapping's group, else
+        the default group (Galaxy's get_tool_resource_xml); () for none."""
+        mapping = self.tools.get(tool_id)
+        group = mapping.resources if mapping and mapping.resources else self.default_resource_group
+        names = self.resource_groups.get(group, ()) if group else ()
+        return tuple(self.resource_params[n] for n in names if n in self.resource_params)
 
     def destination_of(self, job) -> Destination:
         """The destination a job runs on: its destination_id's, with the params a dynamic

@@ -14,7 +14,7 @@ from muleteer.job_config.macros import MacroError, expand_macros
 from muleteer.job_config.model import JobConfError
 
 TEXT = "#text"  # in a keymap: the key is the element's text, not an attribute
-_SECTIONS = ("plugins", "handlers", "destinations", "tools", "limits")
+_SECTIONS = ("plugins", "handlers", "destinations", "tools", "limits", "resources")
 
 
 class XmlLocator(Locator):
@@ -123,7 +123,7 @@ class _Reader:
         data = {}
         readers = {"plugins": ("runners", self.plugins), "handlers": ("handling", self.handlers),
                    "destinations": ("execution", self.destinations), "tools": ("tools", self.tools),
-                   "limits": ("limits", self.limits)}
+                   "limits": ("limits", self.limits), "resources": ("resources", self.resources)}
         for tag, (key, read) in readers.items():
             section = root.find(tag)
             if section is not None:
@@ -202,9 +202,22 @@ class _Reader:
         tools = []
         for i, element in enumerate(self.children(section, "tool")):
             self.loc.add((*keys, i), element, environment="destination", **{"class": "class"})
-            tools.append(self.attrs(element, id="id", handler="handler",
+            tools.append(self.attrs(element, id="id", handler="handler", resources="resources",
                                     environment="destination", **{"class": "class"}))
         return tools
+
+    def resources(self, section, keys) -> dict:
+        """<resources default="..."><group id="basic">cores,time</group></resources>"""
+        self.loc.add(keys, section)
+        self.loc.add((*keys, "groups"), section)
+        groups = {}
+        for element in self.children(section, "group"):
+            group_id = self.unique(element, groups, "group")
+            self.loc.add((*keys, "groups", group_id), element, f'<group id="{group_id}">')
+            groups[group_id] = (element.text or "").strip()
+        resources = self.attrs(section, default="default")
+        resources["groups"] = groups
+        return resources
 
     def limits(self, section, keys) -> list:
         self.loc.add(keys, section)

@@ -286,3 +286,70 @@ def test_a_refused_value_is_shown_by_its_field_with_the_form_as_sent(page, serve
     page.get_by_role("button", name="Run Pick columns").click()
     expect(page.locator('.field.invalid[data-param="mode|column"] .field-error')).not_to_have_text("")
     expect(page.get_by_label("What to do")).to_have_value("cut")
+
+
+RESOURCES_JOB_CONF = LOCAL_JOB_CONF.replace("</job_conf>", """    <resources default="basic">
+        <group id="basic">cores,memory</group>
+    </resources>
+</job_conf>""")
+RESOURCE_PARAMS = """<parameters>
+    <param name="cores" type="integer" label="Cores" min="1" max="2" value="" help="Leave blank for the default."/>
+    <param name="memory" type="float" label="Memory (GB)" min="0.5" max="4" value=""/>
+</parameters>
+"""
+
+
+def test_job_resource_parameters_are_chosen_in_the_form(page, tmp_path_factory, shot):
+    """Galaxy's "Job Resource Parameters": the defaults unless the user says otherwise; the
+    asked values checked by the server and kept with the job (a server of its own: resources
+    are a setting of the job configuration)."""
+    directory = tmp_path_factory.mktemp("tool_form_resources")
+    (directory / "job_resource_params_conf.xml").write_text(RESOURCE_PARAMS)
+    srv = UwsgiServer(str(directory), job_conf=RESOURCES_JOB_CONF, mules=1, processes=1,
+                      galaxy={"tool_path": FIXTURES}).start()
+    try:
+        email, password = "resources@example.org", "a good browser password"
+        made = srv.http.post(f"{srv.url}/api/users", json={"email": email, "password": password},
+                             timeout=10)
+        assert made.status_code == 201, made.text
+        key = srv.http.post(f"{srv.url}/api/users/{made.json()['id']}/api_keys", timeout=10)
+        owner = type("Owner", (), {"api": srv.session()})()
+        owner.api.headers["x-api-key"] = key.json()["key"]
+        dataset_id = table(srv, owner)
+        page.goto(f"{srv.url}/login")
+        page.fill("#email", email)
+        page.fill("#password", password)
+        page.click("main form button[type=submit]")
+        page.wait_for_url(re.compile(r"/jobs$"))
+        page.goto(f"{srv.url}/tools/pick_columns")
+        choice, cores = page.get_by_label("Job Resource Parameters"), page.get_by_label("Cores")
+        expect(choice).to_have_value("no")
+        expect(choice.locator("option:checked")).to_have_text("Use default job resource parameters")
+        expect(cores).to_be_hidden()
+        assert "__job_resource|__job_resource__select" in names(page)
+        assert "__job_resource|cores" not in names(page)
+        choice.select_option("yes")
+        expect(cores).to_be_visible()
+        expect(page.get_by_label("Memory (GB)")).to_be_visible()
+        assert [n for n in names(page) if n.startswith("__job_resource")] == [
+            "__job_resource|__job_resource__select", "__job_resource|cores", "__job_resource|memory"]
+        page.get_by_label("Table").select_option(str(dataset_id))
+        # Past the page's own max="2", so the server's check is what answers.
+        page.evaluate("() => document.querySelector('[name=\"__job_resource|cores\"]').removeAttribute('max')")
+        page.get_by_label("Cores").fill("3")
+        page.get_by_role("button", name="Run Pick columns").click()
+        error = page.locator('.field.invalid[data-param="__job_resource|cores"] .field-error')
+        expect(error).to_contain_text("maximum")
+        expect(page.get_by_label("Job Resource Parameters")).to_have_value("yes")
+        shot(page, "tool-form-job-resources")
+        page.get_by_label("Cores").fill("2")
+        page.get_by_label("Memory (GB)").fill("0.5")
+        page.get_by_role("button", name="Run Pick columns").click()
+        page.wait_for_url(re.compile(r"/jobs/\d+$"))
+        job_id = int(re.search(r"/jobs/(\d+)$", page.url).group(1))
+        job = srv.wait(job_id, timeout=30)
+        assert job["params"]["__job_resource"] == {"__job_resource__select": "yes", "cores": 2,
+                                                   "memory": 0.5}
+        assert job["state"] == "ok", job["info"]
+    finally:
+        srv.stop()

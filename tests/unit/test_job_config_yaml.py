@@ -279,7 +279,8 @@ def test_unknown_destination_params_are_kept_with_a_warning(write, caplog):
     assert conf.warnings[0].startswith(
         f"{path}, line 5: execution.environments.singularity_local.singularity_enabled: "
         "not a destination param of runner 'local' (known: docker_enabled, ")
-    assert conf.warnings[0].endswith("local_slots): no runner reads it")
+    assert conf.warnings[0].endswith(", local_slots, local_memory_limit, local_walltime): "
+                                     "no runner reads it")
     assert conf.warnings[0] in caplog.text
 
 
