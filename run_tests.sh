@@ -20,9 +20,13 @@ scripts/nginx-install
 scripts/browser-install
 # sudo, for the real-user site scripts' tests (contrib/sudoers.d/muleteer).
 scripts/sudo-install
+# podman (docker_cmd), runc and mmdebstrap from Debian's packages, and the container tests'
+# image built from Debian's packages (no registry is reachable): under a second once made.
+scripts/container-install
+scripts/container-image
 # With the services brought up here, a test that cannot reach one must fail, not skip.
 export MULETEER_REQUIRE_CLUSTERS=1 MULETEER_REQUIRE_POSTGRES=1 MULETEER_REQUIRE_NGINX=1 \
-    MULETEER_REQUIRE_BROWSER=1 MULETEER_REQUIRE_FUZZ=1
+    MULETEER_REQUIRE_BROWSER=1 MULETEER_REQUIRE_FUZZ=1 MULETEER_REQUIRE_CONTAINERS=1
 # Two test processes (pytest-xdist): most tests wait on servers and schedulers, so two
 # share the machine's cores well; tests/conftest.py keeps each integration module in one
 # process and the tests of the machine's single things (Grid Engine's slot, the test

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 
 from Cheetah.Template import Template
 
+from muleteer import containers
 from muleteer.dataset_files import DatasetFiles
 from muleteer.job import Job
-from muleteer.job_files import INPUTS, JobFiles
+from muleteer.job_files import COMMAND_VERSION, INPUTS, JobFiles
 from muleteer.job_outputs import relative_path
+from muleteer.staging import uses_tool_directory
 from muleteer.tools import evaluation, outputs as tool_outputs
 from muleteer.tools.errors import ToolError
 from muleteer.tools.model import DatasetInfo, Tool
@@ -205,7 +207,8 @@ def build(ctx, job: Job, files: JobFiles, *, local: bool,
         if job.command_line:
             return JobCommand(job.command_line)
         raise JobSetupError(f"tool {job.tool_id} {job.tool_version} is no longer loaded")
-    if local:
+    # A tool that runs in its container finds its programs there, not on the host.
+    if local and _container_of(ctx, job, tool) is None:
         check_requirements(tool)
     inputs = job_inputs(ctx, job, tool)
     outputs = {name: (os.path.join(layout.directory, relative_path(tool.output(name))), fmt)
@@ -222,3 +225,81 @@ def build(ctx, job: Job, files: JobFiles, *, local: bool,
         raise JobSetupError(f"the command of tool {tool.id} could not be built: {exc}") from None
     return JobCommand(built.command, dict(built.configfiles), dict(built.environment),
                       built.version_command, tuple(datasets))
+
+
+# -- containers (muleteer/containers.py) -------------------------------------------------
+def _container_of(ctx, job: Job, tool: Tool | None) -> str | None:
+    """The image of the job's tool on the job's destination (None: on the host), for a
+    caller that is not given the destination."""
+    try:
+        destination = ctx.job_conf.destination_of(job)
+    except (KeyError, AttributeError):
+        return None  # the destination is gone: the runner fails the job saying so
+    return container_image(job, destination, tool)
+
+
+def container_image(job: Job, destination, tool: Tool | None) -> str | None:
+    """The image the job's tool runs in on `destination`, in Galaxy's order (the
+    destination's override, the tool's own docker container, the destination's default);
+    None: on the host. A destination with require_container and no image for the tool
+    fails the job before it starts."""
+    where = f"destination {getattr(destination, 'id', '?')}"
+    try:
+        if not containers.asked_for(destination):
+            return None
+        options = containers.settings(destination)
+        image = containers.tool_image(tool.containers if tool else (), options)
+    except ValueError as exc:
+        raise JobSetupError(f"{where}: tool {job.tool_id}'s container: {exc}") from None
+    if image is None and options.require_container:
+        if not options.enabled:
+            raise JobSetupError(f"{where} requires a container (require_container) but does "
+                                "not run tools in containers (docker_enabled is false)")
+        raise JobSetupError(
+            f"{where} requires a container (require_container): tool {job.tool_id} names "
+            "none (<requirements><container type=\"docker\">) and the destination sets no "
+            "docker_default_container_id")
+    return image
+
+
+def in_container(ctx, job: Job, destination, layout: JobLayout, built: JobCommand,
+                 real_user: bool = False) -> str:
+    """The job's command as its job script runs it: in its tool's container on a
+    destination that runs tools in containers (the same lines on every runner: the job
+    script itself runs the container), else as built. `real_user`: the job runs as its
+    owner's account, which cannot use a root container engine unless docker_sudo says how."""
+    tool = tool_of(ctx, job)
+    image = container_image(job, destination, tool)
+    if image is None:
+        return built.command
+    options = containers.settings(destination)
+    if real_user and not options.sudo:
+        raise JobSetupError(
+            f"destination {destination.id} runs tool {job.tool_id} in a container, and jobs "
+            "run as their real users (real_system_username), whose accounts cannot use the "
+            f"container engine ({' '.join(options.cmd)}: it needs root): set docker_sudo "
+            "(with a sudoers rule for it) on that destination, or send the tool elsewhere")
+    own_inputs = layout.own_inputs and bool(built.input_ids)
+    if layout.tool_directory is not None:  # a node's copy, fetched only if the tool uses it
+        tool_directory = layout.tool_directory if tool and uses_tool_directory(tool) else None
+    else:
+        tool_directory = tool.tool_dir if tool and tool.tool_dir else None
+    paths = containers.JobPaths(
+        working_directory=layout.directory, tool_directory=tool_directory,
+        # The datasets' own files, only for a job that reads them there.
+        default_file_path=ctx.config.file_path if built.input_ids and not layout.own_inputs
+        else None,
+        galaxy_root=ctx.config.root,
+        inputs=os.path.join(layout.directory, INPUTS) if own_inputs else None)
+    command = built.command
+    if built.version_command:
+        # The program is in the image: its version too (the job script asks only here).
+        command = (f"( {built.version_command} ) > {COMMAND_VERSION} 2>&1 < /dev/null\n"
+                   f"{command}")
+    try:
+        return containers.run_script(job.id, command, image, options, paths,
+                                     environment=tuple(built.environment),
+                                     umask=ctx.config.umask)
+    except ValueError as exc:
+        raise JobSetupError(f"destination {destination.id}: tool {job.tool_id}'s container: "
+                            f"{exc}") from None

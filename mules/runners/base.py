@@ -72,7 +72,8 @@ class BaseRunner:
     def container_command(self, job: Job, destination, layout: JobLayout, built) -> str:
         """The tool's command as the job script runs it: in the tool's container when the
         destination runs tools in containers, else as built."""
-        return built.command
+        return job_command.in_container(self.ctx, job, destination, layout, built,
+                                        real_user=self.accounts is not None)
 
     def script_parts(self, job: Job, destination, layout: JobLayout, built) -> dict:
         """write_script's command and the lines around it (see JobFiles.write_script)."""
@@ -160,6 +161,8 @@ class BaseRunner:
         if layout.own_inputs and layout.directory == files.directory:
             self.copy_inputs(files, built.input_ids)
         parts = self.script_parts(job, destination, layout, built)
+        if parts["command"] != built.command:  # in a container, which runs the version too
+            built = dataclasses.replace(built, version_command=None)
         # A job as its real user gets the gate on stdin: sudo passes no other descriptor.
         files.write_script(job, destination, self.ctx.config, gated=gated,
                            environment=built.environment, version_command=built.version_command,
