@@ -21,6 +21,8 @@ def job_json(job: Job, *, full: bool = False) -> dict:
     if full:
         d["params"] = job.params
         d["command_line"] = job.command_line
+        # What a dynamic rule or the user's resource choices set on its destination.
+        d["destination_params"] = job.destination_params
     return d
 
 

@@ -20,6 +20,7 @@ from galaxy.tool_util.parser.output_collection_def import NAMED_PATTERNS
 from lxml import etree
 from packaging.version import InvalidVersion, Version
 
+from muleteer.containers import ContainerError, check_image
 from muleteer.tools.errors import ToolError
 from muleteer.tools.model import (
     ChangeFormat, ConfigFile, Conditional, Container, DiscoverDatasets, DynamicOptions,
@@ -743,6 +744,11 @@ class _Reader:
                 identifier = (element.text or "").strip()
                 if not identifier:
                     self.fail(element, "<container> names no image")
+                if (element.get("type") or "docker") == "docker":
+                    try:
+                        check_image(identifier)
+                    except ContainerError as exc:
+                        self.fail(element, f"<container>: {exc}")
                 found.append(Container(type=element.get("type") or "docker",
                                        identifier=identifier))
         return tuple(found)

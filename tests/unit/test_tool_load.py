@@ -475,3 +475,12 @@ def test_an_input_named_like_a_dict_method_is_loaded_with_a_warning(tmp_path, ca
     assert [i.name for i in tool.inputs] == ["keys", "fine"]
     assert any("'keys' reads as a dict method" in r.getMessage() for r in caplog.records)
     assert not any("'fine'" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("image", ["bad image", "debian;rm -rf /", "-v/:/host", "$(id)"])
+def test_a_docker_container_that_is_not_a_plain_image_reference_is_refused(tool_file, image):
+    """The image reaches a container command line: refused when the tool loads, saying
+    where, not when a job runs."""
+    extra = f'<requirements><container type="docker">{image}</container></requirements>'
+    with pytest.raises(ToolError, match=r"line 3: <container>: .* is not a plain image"):
+        load_tool(tool_file(tool_xml(extra=extra)))
