@@ -18,6 +18,7 @@ from muleteer.tools.errors import ParamError
 from muleteer.tools.params import check_params
 from app.tool_json import tool_json, tool_summary
 from muleteer.job_files import STDERR, STDOUT, JobFiles
+from app.job_metrics_shown import shown_metrics
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -285,6 +286,13 @@ def job_output(job_id, name):
             return redirect(url_for("api.display_dataset", dataset_id=stored["id"]))
         raise ApiError(404, f"output {name!r} of job {job_id} does not exist (job state: {job.state})")
     return _send(job, relative_path(output), fh, as_attachment=True)
+
+
+@api.get("/jobs/<id:job_id>/metrics")
+def job_metrics(job_id):
+    """The job's metrics as Galaxy's API lists them: [{plugin, name, raw_value, value,
+    title}], those the caller may see."""
+    return jsonify([m.as_dict() for m in shown_metrics(_job_or_404(job_id))])
 
 
 def _send(job, relative: str, fh, mimetype: str | None = None, as_attachment: bool = False):

@@ -226,6 +226,18 @@ def spec() -> dict:
             "/api/jobs/{job_id}/stderr": {"parameters": [_job_id()], "get": {
                 "summary": "The tool's standard error", "operationId": "jobStderr",
                 "responses": {"200": text_file, **_errors(401, 404)}}},
+            "/api/jobs/{job_id}/metrics": {"parameters": [_job_id()], "get": {
+                "summary": "The job's metrics, as Galaxy's job metrics plugins collect them",
+                "operationId": "jobMetrics",
+                "description": "Recorded when the job ends (none before). Admins see every "
+                               "plugin's; the job's owner those of core and cgroup (runtime, "
+                               "peak memory, CPU time). raw_value is a string, as in Galaxy.",
+                "responses": {"200": _json({"type": "array", "items": {
+                    "type": "object", "required": ["plugin", "name", "raw_value", "value", "title"],
+                    "properties": {"plugin": {"type": "string"}, "name": {"type": "string"},
+                                   "raw_value": {"type": "string"}, "value": {"type": "string"},
+                                   "title": {"type": "string"}}}}),
+                              **_errors(401, 404)}}},
             "/api/jobs/{job_id}/outputs/{name}": {
                 "parameters": [_job_id(), {"name": "name", "in": "path", "required": True,
                                            "schema": {"type": "string"}}],

@@ -15,6 +15,7 @@ from app import submission
 from muleteer.job import JobState
 from app.accounts import AccountError, normalize_email
 from app.job_json import job_datasets_json
+from app.job_metrics_shown import shown_metrics
 from app.auth import (accounts, admin_required, current_owner, end_session, is_admin,
                       login_required, start_session, visible_job)
 from muleteer.store import iso
@@ -217,7 +218,8 @@ def job(job_id):
     return render_template(
         "job.html", job=row, tool=tool, params=params, outputs=outputs, inputs=inputs,
         history=_ctx().store.history(job_id), iso=iso, owner=owner,
-        stdout=_tail(row, STDOUT), stderr=_tail(row, STDERR), active=row.active)
+        stdout=_tail(row, STDOUT), stderr=_tail(row, STDERR), active=row.active,
+        metrics=shown_metrics(row))
 
 
 def _tail(job: dict, name: str) -> str:

@@ -6,6 +6,11 @@ reason). This module turns those reports into states: ok, error, deleted (a canc
 asked for wins over the job's own end), or a new attempt when one of the job's
 <resubmit> rules matches the failure. Every write is made under the job's lease: a
 handler that lost the job to another records nothing.
+
+A job that ends (ok, error, deleted) gets its metrics recorded first (what the job
+script's metrics plugins wrote in its directory, and what its runner saw it use), while
+the directory is still there and before the state a client waits for: a client that sees
+the job ended finds its metrics.
 """
 from __future__ import annotations
 
@@ -101,37 +106,42 @@ class Lifecycle:
     def ended(self, job: Job, outcome: Outcome) -> Job | None:
         """Record a job's end from what its runner saw."""
         problem = self.take_back(job)
+        usage = outcome.usage
         if problem:
             outcome = Outcome(None, detail=problem)
         if outcome.exit_code is None:
             if self.cancel_requested(job):
-                return self.cancelled(job, "cancelled by request")
-            return self.failed(job, outcome.detail, outcome.reason)
+                return self.cancelled(job, "cancelled by request", usage=usage)
+            return self.failed(job, outcome.detail, outcome.reason, usage=usage)
         tool = job_command.tool_of(self.ctx, job)
         if tool is None:  # a job with a recorded command of its own: its exit code decides
             if outcome.exit_code == 0:
-                return self._end(job, JobState.OK, None, exit_code=0)
-            return self.failed(job, f"exit code {outcome.exit_code}", exit_code=outcome.exit_code)
+                return self._end(job, JobState.OK, None, usage=usage, exit_code=0)
+            return self.failed(job, f"exit code {outcome.exit_code}", usage=usage,
+                               exit_code=outcome.exit_code)
         text = self._output_text(job)  # read once: judged here, kept in the row at the end
         verdict = stdio.judge(tool.stdio, outcome.exit_code, text.get("stdout", ""),
                               text.get("stderr", ""))
         if verdict.failed:
             reason = MEMORY if verdict.oom else None
             return self.failed(job, verdict.reason or f"exit code {outcome.exit_code}", reason,
-                               exit_code=outcome.exit_code, **text)
-        return self._ok_with_outputs(job, tool, outcome.exit_code, text)
+                               usage=usage, exit_code=outcome.exit_code, **text)
+        return self._ok_with_outputs(job, tool, outcome.exit_code, text, usage)
 
-    def failed(self, job: Job, info: str, reason: str | None = None, **values) -> Job | None:
-        """The job failed; a matching <resubmit> rule sends it back to `new` instead."""
+    def failed(self, job: Job, info: str, reason: str | None = None,
+               usage: Usage | None = None, **values) -> Job | None:
+        """The job failed; a matching <resubmit> rule sends it back to `new` instead (the
+        attempt's metrics are not kept: the next attempt's will be)."""
         if self._resubmitted(job, info, reason):
             return None
-        return self._end(job, JobState.ERROR, info, **values)
+        return self._end(job, JobState.ERROR, info, usage=usage, **values)
 
-    def cancelled(self, job: Job, info: str) -> Job | None:
-        return self._end(job, JobState.DELETED, info)
+    def cancelled(self, job: Job, info: str, usage: Usage | None = None) -> Job | None:
+        return self._end(job, JobState.DELETED, info, usage=usage)
 
     # -- internals ----------------------------------------------------------------------
-    def _ok_with_outputs(self, job: Job, tool, exit_code: int, text: dict) -> Job | None:
+    def _ok_with_outputs(self, job: Job, tool, exit_code: int, text: dict,
+                         usage: Usage | None = None) -> Job | None:
         """`ok`, each output the tool makes (its filters passed) stored as a dataset of the
         job's owner, with the datasets its <discover_datasets> rules find, in one
         transaction under the lease; an output that is missing or cannot be stored (a full
@@ -145,7 +155,7 @@ class Lifecycle:
         missing = files.missing_outputs(made)
         if missing:
             return self.failed(job, f"output(s) not produced: {', '.join(missing)}",
-                               exit_code=exit_code, **text)
+                               usage=usage, exit_code=exit_code, **text)
         found = []  # (output name, dataset name, format, relative path)
         listing = None
         for output in wanted:
@@ -155,7 +165,7 @@ class Lifecycle:
                     discovered = tool_outputs.discover(output.discover, listing)
                 except ValueError as exc:
                     return self.failed(job, f"output {output.name}: {exc}",
-                                       exit_code=exit_code, **text)
+                                       usage=usage, exit_code=exit_code, **text)
                 if files.is_regular(relative_path(output)):
                     found.append((output.name, labels[output.name], formats[output.name],
                                   relative_path(output)))
@@ -166,30 +176,31 @@ class Lifecycle:
                 found.append((output.name, labels[output.name], formats[output.name],
                               relative_path(output)))
         if job.user_id is None or not found:
-            return self._end(job, JobState.OK, None, exit_code=exit_code, **text)
+            return self._end(job, JobState.OK, None, usage=usage, exit_code=exit_code, **text)
         outputs = []
         try:
             for name, label, fmt, relative in found:
                 fh = files.open_regular(relative)
                 if fh is None:
                     return self.failed(job, f"output {name} is not a regular file",
-                                       exit_code=exit_code, **text)
+                                       usage=usage, exit_code=exit_code, **text)
                 with fh:
                     staged = store_files.stage(fh)
                 outputs.append(NewOutput(name, label, fmt, staged))
+            self._record_metrics(job, usage)
             row = self.store.end_with_outputs(job.id, job.lease, self.handler_name,
                                               job.user_id, outputs, place=store_files.commit,
                                               quota=self.ctx.config.user_quota,
                                               exit_code=exit_code, **text)
         except (DiskFull, DatasetFileError, QuotaExceeded) as exc:
             return self.failed(job, f"its outputs could not be stored: {exc}",
-                               exit_code=exit_code, **text)
+                               usage=usage, exit_code=exit_code, **text)
         finally:
             for output in outputs:
                 output.staged.discard()
         if row is None:
             if self.cancel_requested(job):
-                return self.cancelled(job, "cancelled by request")
+                return self.cancelled(job, "cancelled by request", usage=usage)
             return None  # another handler's now: it records the end
         log.info("job %s ok: handler=%s destination=%s runner=%s external_id=%s (outputs: %s)",
                  job.id, self.handler_name, job.destination_id, job.runner, row.external_id,
@@ -197,10 +208,12 @@ class Lifecycle:
         self._cleanup(row)
         return row
 
-    def _end(self, job: Job, state: JobState, info: str | None, **values) -> Job | None:
+    def _end(self, job: Job, state: JobState, info: str | None, usage: Usage | None = None,
+             **values) -> Job | None:
         self.take_back(job)  # a job failed or cancelled before its runner saw it end
         if "stdout" not in values:  # the caller has not read them (ended() has)
             values = {**self._output_text(job), **values}
+        self._record_metrics(job, usage)
         row = self.store.transition(job.id, state, handler=self.handler_name, lease=job.lease,
                                     info=info, **values)
         if row:
@@ -209,6 +222,19 @@ class Lifecycle:
                      row.external_id, f" ({info})" if info else "")
             self._cleanup(row)
         return row
+
+    def _record_metrics(self, job: Job, usage: Usage | None) -> None:
+        """The job's metrics, from its directory and its runner's usage, written before its
+        end (again, the same, if the end is recorded twice). Metrics never fail a job: a
+        problem here is logged and the end recorded without them."""
+        try:
+            metrics = self.ctx.job_metrics.collect(
+                self.files(job), max_rss_bytes=usage.max_rss_bytes if usage else None,
+                cpu_seconds=usage.cpu_seconds if usage else None)
+            if metrics:
+                self.store.record_metrics(job.id, job.lease, metrics)
+        except Exception:
+            log.exception("job %s: its metrics could not be recorded", job.id)
 
     def _output_text(self, job: Job) -> dict:
         """The end of the job's stdout and stderr, kept in its row (its directory may go)."""

@@ -86,6 +86,9 @@ _SETTINGS = {
     # Galaxy's job resource parameters (the form's "Job Resource Parameters" and the
     # `resources` groups of the job configuration); missing: none.
     "job_resource_params_file": (str, "job_resource_params_conf.xml"),
+    # Galaxy's: show a job's owner the metrics of plugins that describe the machine
+    # (hostname, uname, cpuinfo, meminfo); admins always see them.
+    "expose_potentially_sensitive_job_metrics": (bool, False),
 }
 REAL_USER_SCRIPTS = ("external_chown_script", "external_runjob_script",
                      "drmaa_external_runjob_script", "drmaa_external_killjob_script")
@@ -143,6 +146,7 @@ class Config:
     galaxy_infrastructure_url: str = ""
     job_metrics_config_file: str = ""
     job_resource_params_file: str = ""
+    expose_potentially_sensitive_job_metrics: bool = False
 
     def resolve(self, path: str) -> str:
         return path if not path or os.path.isabs(path) else os.path.join(self.root, path)

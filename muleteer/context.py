@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from muleteer.config import Config, load_config
 from muleteer.job_config import JobConfig, load_job_config
+from muleteer.job_metrics import JobMetrics, load_job_metrics
 from muleteer.job_resources import with_job_resources
 from muleteer.runner_spec import RunnerSpec
 from muleteer.store import JobStore
@@ -22,6 +23,9 @@ class AppContext:
     job_conf: JobConfig
     tools: Toolbox
     store: JobStore
+    # The job metrics plugins (job_metrics_config_file): their lines in every job script
+    # (BaseRunner.script_parts), collected at each job's end (mules/lifecycle.py).
+    job_metrics: JobMetrics = field(default_factory=JobMetrics.default)
 
 
 def build_context(config_file: str | None = None, overrides: dict | None = None,
@@ -41,6 +45,7 @@ def build_context(config_file: str | None = None, overrides: dict | None = None,
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
     job_conf = load_job_config(config, runner_specs)
+    job_metrics = load_job_metrics(config)
     # A broken wrapper is skipped with its file and line (the toolbox logs it); the rest
     # load. Only a malformed tool_conf.xml, the admin's own file, stops start-up.
     tools = load_toolbox(config.tool_path, getattr(config, "tool_config_file", None))
@@ -54,4 +59,5 @@ def build_context(config_file: str | None = None, overrides: dict | None = None,
     store = JobStore(config.database_connection, config.database_engine_options)
     if migrate:
         store.migrate()
-    return AppContext(config=config, job_conf=job_conf, tools=tools, store=store)
+    return AppContext(config=config, job_conf=job_conf, tools=tools, store=store,
+                      job_metrics=job_metrics)

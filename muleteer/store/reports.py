@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, case, cast, func, literal, or_, select
 
+from muleteer.job_metrics import PEAK_MEMORY_NAMES
 from muleteer.job import JobState
 from muleteer.models import job, job_metric_numeric
 from muleteer.store.database import utcnow
 
 # The job_metric_numeric names of a job's peak memory in bytes (Galaxy's cgroup plugin:
 # cgroup v2, then v1). The one place this report knows them.
-PEAK_MEMORY_METRICS = ("memory.peak", "memory.max_usage_in_bytes")
+PEAK_MEMORY_METRICS = PEAK_MEMORY_NAMES  # the job metrics that mean peak memory, in bytes
 PERCENTILES = (0.5, 0.9, 0.99)
 
 
