@@ -12,7 +12,10 @@ many jobs at once, and how to kill one. This module does the rest, the same way 
   job_runner_monitor_sleep (Galaxy's DRMAA runner asks once per job per second, which is
   what overloads schedulers), and moves jobs queued -> running -> finished.
 - A finished job's result comes from the exit-code file the job script wrote; the
-  scheduler's view explains a job that has none (walltime, memory, cancelled, node lost).
+  scheduler's view explains a job that has none (walltime, memory, cancelled, node lost),
+  or one whose tool was killed while the script lived on to write its code (a cgroup's OOM
+  killer ends the biggest process, not the script): each runner's settle() asks its
+  scheduler, or reads the scheduler's messages in the job's scheduler.err.
 - A restarted handler re-attaches to its jobs by external id; it never resubmits them.
 - Every action is under the job's lease (mules/handler_loop.py): the lease is checked just
   before the script is submitted, and a submission whose external id can no longer be
@@ -20,9 +23,11 @@ many jobs at once, and how to kill one. This module does the rest, the same way 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -34,7 +39,7 @@ from muleteer.job_files import JobDirectoryError
 from muleteer.runner_spec import Param, param_values
 from muleteer.staging import STAGED_SCRIPT
 from mules.job_account import JobAccountError
-from mules.lifecycle import Outcome
+from mules.lifecycle import CANCELLED, MEMORY, WALLTIME, Outcome, Usage
 from mules.job_command import JobSetupError
 from mules.runners.base import BaseRunner, LeaseLost
 
@@ -72,6 +77,30 @@ class Status:
     state: str  # PENDING | ACTIVE | FINISHED
     detail: str = ""  # the scheduler's own words, e.g. "TIMEOUT (TimeLimit)"
     reason: str | None = None  # walltime_reached | memory_limit_reached | cancelled | None
+    usage: Usage | None = None  # what the job used, when the scheduler said (DRMAA)
+
+
+# The file the scheduler writes a job's own stderr to (its messages about the job too).
+SCHEDULER_ERR = "scheduler.err"
+# What schedulers write there when they kill a job for a limit (measured or documented):
+# Slurm's slurmstepd (also under its TORQUE wrappers), TORQUE's and PBS Pro's mom.
+_KILL_MESSAGES = (
+    (WALLTIME, re.compile(r"DUE TO TIME LIMIT|PBS: job killed: walltime", re.IGNORECASE)),
+    (MEMORY, re.compile(r"oom-kill event|out-of-memory handler|exceeded memory limit|"
+                        r"PBS: job killed: [pv]?mem ", re.IGNORECASE)),
+)
+_EXPLAINED = {WALLTIME: "walltime reached", MEMORY: "memory limit reached",
+              CANCELLED: "cancelled outside Muleteer"}
+
+
+def killed_for(text: str) -> tuple[str, str] | None:
+    """(reason, the scheduler's line) when a scheduler's message in `text` says it killed
+    the job for its walltime or its memory."""
+    for line in reversed(text.splitlines()):  # the last word is the scheduler's verdict
+        for reason, pattern in _KILL_MESSAGES:
+            if pattern.search(line):
+                return reason, line.strip()
+    return None
 
 
 class ClusterRunner(BaseRunner):
@@ -112,6 +141,18 @@ class ClusterRunner(BaseRunner):
     def kill(self, external_id: str, job=None) -> None:
         """Kill a scheduler job (`job`: ours, to kill it as its real user when it has one)."""
         raise NotImplementedError
+
+    def settle(self, job, files, status: Status, exit_code: int | None) -> Status:
+        """The scheduler's last word on a finished job: why it ended when it was killed
+        (walltime, memory), and what it used if the scheduler says. `exit_code` is the job
+        script's (None: it wrote none). Runs on a worker thread and may wait a bounded time
+        for the scheduler to catch up with the job's own end. Default: what was seen."""
+        return status
+
+    def ends_by_exit_code(self, job) -> bool:
+        """Whether the exit-code file alone may finish the job (between status calls), or
+        the scheduler's own record of its end must be awaited (it tells what it used)."""
+        return True
 
     # -- helpers for subclasses -----------------------------------------------------------
     def run_client(self, argv: list[str], job=None, stdin=subprocess.DEVNULL):
@@ -300,7 +341,7 @@ class ClusterRunner(BaseRunner):
         with self._lock:
             jobs = list(self._watched.values())
         for job in jobs:
-            if self.files(job).exit_code() is not None:
+            if self.ends_by_exit_code(job) and self.files(job).exit_code() is not None:
                 self._done(job, Status(FINISHED, "exit code written"))
 
     def check_all(self) -> None:
@@ -349,13 +390,19 @@ class ClusterRunner(BaseRunner):
             return
         if job.state == JobState.QUEUED:
             job = self.lifecycle.started(job, job.external_id) or job  # it ran between checks
-        code = files.exit_code(wait=0 if status.reason else self.ctx.config.exit_code_file_wait)
-        if code is None and status.reason:
-            explained = {"walltime_reached": "walltime reached",
-                         "memory_limit_reached": "memory limit reached",
-                         "cancelled": "cancelled outside Muleteer"}[status.reason]
-            self.lifecycle.ended(job, Outcome(None, status.reason,
-                                              f"{explained} ({self.name}: {status.detail})"))
+        code = files.exit_code()
+        try:
+            status = self.settle(job, files, status, code)
+        except SchedulerError as exc:
+            log.warning("job %s: %s could not say how it ended: %s", job.id, self.name, exc)
+        if code is None and not status.reason:
+            code = files.exit_code(wait=self.ctx.config.exit_code_file_wait)
+        if status.reason and code != 0:
+            # Killed for a limit: no exit code, or the tool's death the script reported.
+            ended = f"; the job script exited with {code}" if code is not None else ""
+            self.lifecycle.ended(job, Outcome(
+                None, status.reason, f"{_EXPLAINED[status.reason]} ({self.name}: "
+                                     f"{status.detail}){ended}", usage=status.usage))
             return
         outcome = self.outcome(job, files, wait=0)
         if outcome.exit_code is None and files.is_regular(STAGED_SCRIPT):  # staged: said so
@@ -366,10 +413,25 @@ class ClusterRunner(BaseRunner):
         if outcome.exit_code is None and status.detail:
             outcome = Outcome(None, outcome.reason,
                               f"{outcome.detail} ({self.name}: {status.detail})")
-        self.lifecycle.ended(job, outcome)
+        self.lifecycle.ended(job, dataclasses.replace(outcome, usage=status.usage))
 
     # -- helpers for subclasses -----------------------------------------------------------
     def watched_count(self) -> int:
         with self._lock:
             return len(self._watched)
+
+    def scheduler_message(self, files) -> tuple[str, str] | None:
+        """killed_for() on the end of the job's scheduler.err (the scheduler's messages; a
+        staged job's go to /dev/null)."""
+        return killed_for(files.tail(SCHEDULER_ERR, 64 * 1024))
+
+    def poll_until(self, fetch, done, wait: float = 5.0, interval: float = 0.25):
+        """fetch() until done(result) or `wait` seconds passed; the last result. For a
+        scheduler that records a job's end a moment after its script wrote its exit code."""
+        deadline = time.monotonic() + wait
+        while True:
+            result = fetch()
+            if done(result) or time.monotonic() >= deadline or self._stop.is_set():
+                return result
+            time.sleep(interval)
 

@@ -12,23 +12,38 @@ finished jobs of this session are collected with wait(JOB_IDS_SESSION_ANY, NO_WA
 script has written its pid file (the script's first line), which is a file check, not
 a DRM call. jobStatus() is asked only of jobs re-attached from an earlier session,
 which wait() cannot see.
+
+A job of this session is finished by wait()'s record of its end, not by its exit-code
+file alone: that record is the only place Grid Engine says what the job used and whether
+it killed it. Grid Engine enforces h_rt/s_rt by SIGKILL/SIGUSR1, and h_vmem/s_vmem as the
+sum of the job's processes' address space, sampled every second (SIGKILL/SIGXCPU), and
+per process by setrlimit, where an allocation over it fails and the tool ends with its own
+error. So (judge_exit): killed by such a signal with the wallclock at the time limit is
+walltime_reached; failed (killed, or a non-zero exit) with the sampled max vmem at 90% or
+more of the memory limit is memory_limit_reached. A tool that fails one huge allocation
+outright leaves no trace of it: its wrapper's <stdio> fatal_oom rule says so
+(docs/schedulers.md).
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import shlex
 import tempfile
 import threading
+import time
 
 from muleteer import staging
 from muleteer.job_files import SCRIPT, private_directory
 from muleteer.containers import CONTAINER_PARAMS
 from muleteer.runner_spec import Param, RunnerSpec
 from mules.job_account import JobAccountError
+from mules.lifecycle import MEMORY, WALLTIME, Usage
 from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
-                                   PENDING, ClusterRunner, SchedulerError, Status)
+                                   PENDING, SCHEDULER_ERR, ClusterRunner, SchedulerError,
+                                   Status)
 
 # Data only: the drmaa module (and the DRM's library) is imported when a handler first
 # starts this runner (load_drmaa), never by importing this module.
@@ -46,6 +61,90 @@ _STATES = {"queued_active": PENDING, "system_on_hold": PENDING, "user_on_hold": 
            "failed": FINISHED}
 _TLS_HINT = ("set GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384 in the environment "
              "before the server starts (Grid Engine's libdrmaa needs it)")
+# How long wait()'s records of jobs nobody asked for are kept (ended by a cancel).
+_INFO_KEPT = 600.0
+# wait()'s record comes ~1 s after the job's exit-code file (measured); a DRM that lost the
+# job never sends it: past this, the exit-code file alone finishes the job.
+_RECORD_WAIT = 30.0
+# The sampled max vmem of a failed job at this share of its limit: the limit refused more.
+_NEAR_LIMIT = 0.9
+_TIME_SIGNALS = ("SIGKILL", "SIGUSR1")  # h_rt kills; s_rt warns with SIGUSR1 (then kills)
+_MEMORY_SIGNALS = ("SIGKILL", "SIGXCPU")  # h_vmem kills; s_vmem warns with SIGXCPU
+
+
+@dataclasses.dataclass(frozen=True)
+class GridEngineLimits:
+    """The limits a job asked Grid Engine for (`-l` in its native specification): memory in
+    bytes per slot, times in seconds, and its slots (`-pe NAME N`; the least of a range)."""
+    h_vmem: int | None = None
+    s_vmem: int | None = None
+    h_rt: float | None = None
+    s_rt: float | None = None
+    slots: int = 1
+
+
+def parse_sge_memory(text: str) -> int:
+    """A Grid Engine memory_specifier (sge_types(5)): K/M/G are powers of 1024, k/m/g of 1000."""
+    text = text.strip()
+    factors = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4,
+               "k": 1000, "m": 1000 ** 2, "g": 1000 ** 3, "t": 1000 ** 4}
+    factor = factors.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in factors else text
+    return int(float(number) * factor)
+
+
+def parse_sge_time(text: str) -> float:
+    """A Grid Engine time_specifier: seconds, or [[hours:]minutes:]seconds (empty = 0)."""
+    seconds = 0.0
+    for part in text.strip().split(":"):
+        seconds = seconds * 60 + (float(part) if part else 0.0)
+    return seconds
+
+
+def requested_limits(native: str) -> GridEngineLimits:
+    """The limits in a native specification; what cannot be read is left out (Grid
+    Engine itself refused a malformed one at submission)."""
+    values: dict = {}
+    words = shlex.split(native or "")
+    for i, word in enumerate(words):
+        if word == "-pe" and i + 2 < len(words):
+            low = words[i + 2].split("-")[0]
+            if low.isdigit() and int(low) > 0:
+                values["slots"] = int(low)
+        if not word.startswith("-l") or words[i - 1:i] == ["-soft"]:
+            continue
+        requests = word[2:] or (words[i + 1] if i + 1 < len(words) else "")
+        for request in requests.split(","):
+            name, _, value = request.partition("=")
+            try:
+                if name in ("h_vmem", "s_vmem") and value:
+                    values[name] = parse_sge_memory(value)
+                elif name in ("h_rt", "s_rt") and value:
+                    values[name] = parse_sge_time(value)
+            except ValueError:
+                continue
+    return GridEngineLimits(**values)
+
+
+def usage_of(resources) -> Usage | None:
+    """What the job used, from wait()'s resource usage (values are text: '12345.0000')."""
+    def number(name):
+        try:
+            return float(resources[name])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    if not resources:
+        return None
+    rss = number("ru_maxrss")  # KiB, the shepherd's getrusage of the job
+    cpu = number("cpu")
+    if cpu is None and number("ru_utime") is not None:
+        cpu = (number("ru_utime") or 0.0) + (number("ru_stime") or 0.0)
+    return Usage(max_rss_bytes=int(rss * 1024) if rss else None, cpu_seconds=cpu)
+
+
+def _size(size: float) -> str:
+    return f"{size / 1024 ** 2:.0f}M"
 
 
 def load_drmaa(library_path: str | None):
@@ -73,6 +172,36 @@ def describe_exit(info) -> Status:
     return Status(FINISHED, f"exit status {info.exitStatus}")
 
 
+def judge_exit(info, limits: GridEngineLimits, exit_code: int | None = None) -> Status:
+    """A JobInfo from wait() and the limits the job asked for: whether Grid Engine killed it
+    for its walltime or its memory, and what it used. `exit_code`: the job script's."""
+    seen = dataclasses.replace(describe_exit(info), usage=usage_of(info.resourceUsage))
+    if seen.reason:
+        return seen
+    resources = info.resourceUsage or {}
+    try:
+        wallclock = float(resources.get("ru_wallclock", 0))
+        maxvmem = float(resources.get("maxvmem", 0))
+    except (TypeError, ValueError):
+        return seen
+    signal = info.terminatedSignal if info.hasSignal else ""
+    # Wallclock is whole seconds between whole-second stamps: one second of slack.
+    for name, limit in (("h_rt", limits.h_rt), ("s_rt", limits.s_rt)):
+        if limit and signal in _TIME_SIGNALS and wallclock >= limit - 1:
+            return dataclasses.replace(seen, reason=WALLTIME, detail=(
+                f"{seen.detail} after {wallclock:g} s, {name} {limit:g} s"))
+    failed = bool(signal) or exit_code not in (None, 0) or (
+        info.hasExited and info.exitStatus not in (0, None))
+    for name, limit in (("h_vmem", limits.h_vmem), ("s_vmem", limits.s_vmem)):
+        if not limit or not failed:
+            continue
+        granted = limit * limits.slots
+        if maxvmem >= _NEAR_LIMIT * granted and (not signal or signal in _MEMORY_SIGNALS):
+            return dataclasses.replace(seen, reason=MEMORY, detail=(
+                f"{seen.detail}; max vmem {_size(maxvmem)} of {name} {_size(granted)}"))
+    return seen
+
+
 class DrmaaRunner(ClusterRunner):
     name = "drmaa"
 
@@ -83,6 +212,8 @@ class DrmaaRunner(ClusterRunner):
         self._drm_lock = threading.Lock()  # one session, used by several threads
         self._ours: dict[str, object] = {}  # submitted by this session (wait() can reap them) -> files
         self._reaped: dict[str, Status] = {}
+        self._infos: dict[str, tuple] = {}  # external id -> (when, wait()'s JobInfo)
+        self._exited: dict[str, float] = {}  # external id -> when its exit-code file was seen
         self._killed: set[str] = set()  # deleted by us, still to be reaped by wait()
         super().__init__(ctx, plugin, handler_name)
 
@@ -104,7 +235,7 @@ class DrmaaRunner(ClusterRunner):
             "workingDirectory": files.directory,
             # DRMAA paths start with ':' (an empty host name).
             "outputPath": ":" + files.path("scheduler.out"),
-            "errorPath": ":" + files.path("scheduler.err"),
+            "errorPath": ":" + files.path(SCHEDULER_ERR),
             # A DRMAA job does not inherit the environment: give it the handler's PATH.
             "jobEnvironment": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         }
@@ -167,7 +298,12 @@ class DrmaaRunner(ClusterRunner):
             if external_id in self._reaped:
                 found[external_id] = self._reaped.pop(external_id)
             elif external_id in self._ours:
-                started = self._ours[external_id].pid() is not None
+                files = self._ours[external_id]
+                if self._record_overdue(external_id, files):
+                    found[external_id] = Status(FINISHED, "exit code written; no record of "
+                                                "its end from the DRM")
+                    continue
+                started = files.pid() is not None
                 found[external_id] = Status(ACTIVE if started else PENDING,
                                             "running" if started else "queued")
             else:
@@ -198,7 +334,23 @@ class DrmaaRunner(ClusterRunner):
                 continue
             self._killed.discard(info.jobId)
             self._ours.pop(info.jobId, None)
+            self._exited.pop(info.jobId, None)
             self._reaped[info.jobId] = describe_exit(info)
+            now = time.monotonic()
+            self._infos[info.jobId] = (now, info)  # for settle(), when the job is finished
+            for stale in [k for k, (when, _) in self._infos.items() if now - when > _INFO_KEPT]:
+                del self._infos[stale]
+
+    def _record_overdue(self, external_id, files) -> bool:
+        """The job wrote its exit code long ago and wait() still has no record of its end."""
+        if files.exit_code() is None:
+            return False
+        first = self._exited.setdefault(external_id, time.monotonic())
+        if time.monotonic() - first < _RECORD_WAIT:
+            return False
+        self._ours.pop(external_id, None)
+        self._exited.pop(external_id, None)
+        return True
 
     def _job_status(self, external_id) -> Status | None:
         self.status_calls += 1
@@ -211,6 +363,25 @@ class DrmaaRunner(ClusterRunner):
             raise SchedulerError(str(exc).strip(), transient=True) from None
         return Status(_STATES.get(state, PENDING), state)
 
+    def ends_by_exit_code(self, job):
+        # This session's jobs end by wait()'s record: their usage and limits are in it.
+        return job.external_id not in self._ours
+
+    def settle(self, job, files, status, exit_code):
+        """wait()'s record of the job (this session's jobs only), judged against the limits
+        its destination asked for."""
+        entry = self._infos.pop(job.external_id, None) if job.external_id else None
+        if entry is None:
+            return status
+        try:
+            native = self.ctx.job_conf.destination_of(job).params.get("nativeSpecification", "")
+        except KeyError:
+            native = ""
+        judged = judge_exit(entry[1], requested_limits(native), exit_code)
+        if status.reason:
+            return dataclasses.replace(status, usage=judged.usage)
+        return judged
+
     def kill(self, external_id, job=None):
         user = self.job_user(job, self.files(job)) if job is not None else None
         if user is not None:
@@ -219,6 +390,7 @@ class DrmaaRunner(ClusterRunner):
             except JobAccountError as exc:
                 raise SchedulerError(str(exc)) from None
             return
+        self._exited.pop(external_id, None)
         if self._ours.pop(external_id, None) is not None:
             self._killed.add(external_id)
         try:

@@ -8,10 +8,19 @@ Plugin params: `bin_dir`, where qsub/qstat/qdel are. Sites often have several cl
 installed (Grid Engine's qsub is not TORQUE's), so this is a setting, not PATH.
 qstat -f carries no exit status on every PBS flavour (Slurm's wrappers have none): the
 exit code always comes from the job script's exit-code file.
+
+Limits (docs/schedulers.md): a job that failed is looked at once more (settle) when the
+scheduler has recorded its end. The scheduler's own line in the job's stderr file says a
+limit killed it: Slurm's slurmstepd under its TORQUE wrappers ("... DUE TO TIME LIMIT",
+"Detected 1 oom-kill event(s)"), TORQUE's and PBS Pro's mom ("=>> PBS: job killed:
+walltime 65 exceeded limit 60", "... mem ... exceeded limit"); else TORQUE's exit_status
+in `qstat -f` (-10 memory, -11 walltime). The wrappers show a job Slurm ended
+OUT_OF_MEMORY (or DEADLINE) in state U, which TORQUE never uses: a finished job.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 
 from muleteer import staging
@@ -19,8 +28,10 @@ from muleteer.job_files import SCRIPT
 from muleteer.containers import CONTAINER_PARAMS
 from muleteer.runner_spec import Param, RunnerSpec
 from mules.runners import cli
+from mules.lifecycle import MEMORY, WALLTIME
 from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
-                                   PENDING, ClusterRunner, SchedulerError, Status)
+                                   PENDING, SCHEDULER_ERR, ClusterRunner, SchedulerError,
+                                   Status)
 
 # Galaxy's "staged" method asks TORQUE to copy files with `-W stagein=`/`stageout=`. Slurm's
 # TORQUE wrappers (the pbs runner's test cluster) accept and silently ignore them: the job
@@ -64,10 +75,15 @@ SPEC = RunnerSpec(
     url_form=("server", "queue", "nativeSpecification"),  # pbs://server/queue/options/
     doc="TORQUE/PBS qsub, qstat, qdel")
 
-# PBS job states: Queued, Held, Waiting, Transit, Running, Exiting, Completed, Suspended.
+# PBS job states: Queued, Held, Waiting, Transit, Running, Exiting, Completed, Suspended,
+# Finished (PBS Pro); U: Slurm's TORQUE wrappers' "unknown", a Slurm end state they do not
+# map (OUT_OF_MEMORY, DEADLINE).
 _STATES = {"Q": PENDING, "H": PENDING, "W": PENDING, "T": PENDING, "S": PENDING,
-           "R": ACTIVE, "E": ACTIVE, "C": FINISHED, "F": FINISHED}
+           "R": ACTIVE, "E": ACTIVE, "C": FINISHED, "F": FINISHED, "U": FINISHED}
 QSTAT_UNKNOWN_JOB = 153
+# TORQUE's own exit_status for a job its mom killed over a limit (JOB_EXEC_OVERLIMIT_*).
+_EXIT_STATUS_REASONS = {-10: MEMORY, -11: WALLTIME}
+_EXIT_STATUS = re.compile(r"^\s*exit_status\s*=\s*(-?[0-9]+)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 # As the job's user: qsub ARGS... on a private copy of stdin (removed once qsub read it).
@@ -88,6 +104,13 @@ def parse_qstat(text: str) -> dict[str, Status]:
             short = job_id.split(".")[0]
             found.setdefault(short, found[job_id])  # `33.server` also answers to `33`
     return found
+
+
+def parse_exit_status(text: str) -> int | None:
+    """`exit_status = N` of `qstat -f ID` (TORQUE; PBS Pro's Exit_status); None without one
+    (Slurm's wrappers never print it)."""
+    match = _EXIT_STATUS.search(text)
+    return int(match.group(1)) if match else None
 
 
 def parse_qsub(text: str) -> str:
@@ -122,7 +145,7 @@ class PbsRunner(ClusterRunner):
         # No workdir option (-d in TORQUE, -wd in Slurm's wrapper): the job script cds itself.
         argv = [cli.command(self.bin_dir, "qsub"), "-N", f"muleteer-{job.id}",
                 "-o", files.path("scheduler.out"),
-                "-e", files.path("scheduler.err"), *qsub_options(destination.params),
+                "-e", files.path(SCHEDULER_ERR), *qsub_options(destination.params),
                 files.path(SCRIPT)]
         if staging.settings(destination) is not None:  # qsub ships the script; node paths only
             argv = [argv[0], "-N", f"muleteer-{job.id}", "-o", "/dev/null", "-e", "/dev/null",
@@ -149,6 +172,26 @@ class PbsRunner(ClusterRunner):
         if result.returncode not in (0, QSTAT_UNKNOWN_JOB):
             raise cli.failure(result, argv)
         return parse_qstat(result.stdout)
+
+    def settle(self, job, files, status, exit_code):
+        """A job that failed: once qstat shows it finished, the scheduler's line in its stderr
+        file, else TORQUE's exit_status, says whether a limit killed it."""
+        if status.reason or exit_code == 0 or not job.external_id:
+            return status
+        found = self.poll_until(lambda: self.statuses([job.external_id]).get(job.external_id),
+                                lambda seen: seen is None or seen.state == FINISHED)
+        detail = found.detail if found is not None else ""
+        said = self.scheduler_message(files)
+        if said is not None:
+            return Status(FINISHED, f"{detail}; {said[1]}" if detail else said[1], said[0])
+        if found is not None:
+            argv = [cli.command(self.bin_dir, "qstat"), "-f", job.external_id]
+            result = cli.run(argv)
+            code = parse_exit_status(result.stdout) if result.returncode == 0 else None
+            if code in _EXIT_STATUS_REASONS:
+                return Status(FINISHED, f"{detail}, exit_status {code}",
+                              _EXIT_STATUS_REASONS[code])
+        return found if found is not None and found.state == FINISHED else status
 
     def kill(self, external_id, job=None):
         argv = [cli.command(self.bin_dir, "qdel"), external_id]

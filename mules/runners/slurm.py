@@ -4,6 +4,13 @@ Destination params: `nativeSpecification` (sbatch options, e.g. `-p debug -c 2 -
 Plugin params: `bin_dir` (where sbatch/squeue/scancel are; default: PATH), and the
 cluster-runner params (submit_retries, submit_retry_delay). The scheduler's state is a
 cross-check: the exit code comes from the job script's exit-code file.
+
+Limits: a job past its time limit ends TIMEOUT, killed whole, with no exit code. A job over
+its --mem under task/cgroup loses its biggest process to the cgroup's OOM killer while the
+job script lives on and writes that process's death (137) as its exit code; squeue then
+says OUT_OF_MEMORY. So a job that failed is asked about once more (settle) before its end
+is recorded, and slurmstepd's own line in scheduler.err is the fallback once squeue has
+forgotten it (docs/schedulers.md).
 """
 from __future__ import annotations
 
@@ -15,7 +22,8 @@ from muleteer.containers import CONTAINER_PARAMS
 from muleteer.runner_spec import RunnerSpec
 from mules.runners import cli
 from mules.runners.cluster import (ACTIVE, CLUSTER_PARAMS, FINISHED, NATIVE_SPECIFICATION,
-                                   PENDING, ClusterRunner, SchedulerError, Status)
+                                   PENDING, SCHEDULER_ERR, ClusterRunner, SchedulerError,
+                                   Status)
 
 SPEC = RunnerSpec(
     type="slurm",
@@ -70,7 +78,7 @@ class SlurmRunner(ClusterRunner):
         native = shlex.split(destination.params.get("nativeSpecification", ""))
         argv = [cli.command(self.bin_dir, "sbatch"), "--parsable", "-J", f"muleteer-{job.id}",
                 "-D", files.directory, "-o", files.path("scheduler.out"),
-                "-e", files.path("scheduler.err"), *native, files.path(SCRIPT)]
+                "-e", files.path(SCHEDULER_ERR), *native, files.path(SCRIPT)]
         staged = staging.settings(destination)
         if staged is not None:  # the node sees none of the server's paths (sbatch ships the script)
             argv = [argv[0], "--parsable", "-J", f"muleteer-{job.id}", "-D",
@@ -92,6 +100,21 @@ class SlurmRunner(ClusterRunner):
                 return {}  # none of them is known any more
             raise cli.failure(result, argv)
         return parse_squeue(result.stdout)
+
+    def settle(self, job, files, status, exit_code):
+        """A job that failed: squeue's final state says whether Slurm killed it (TIMEOUT,
+        OUT_OF_MEMORY), once Slurm has recorded its end (a moment after its script's);
+        slurmstepd's line in scheduler.err when squeue no longer knows it."""
+        if status.reason or exit_code == 0 or not job.external_id:
+            return status
+        found = self.poll_until(lambda: self.statuses([job.external_id]).get(job.external_id),
+                                lambda seen: seen is None or seen.state == FINISHED)
+        if found is not None and found.reason:
+            return found
+        said = self.scheduler_message(files)
+        if said is not None:
+            return Status(FINISHED, said[1], said[0])
+        return found if found is not None and found.state == FINISHED else status
 
     def kill(self, external_id, job=None):
         argv = [cli.command(self.bin_dir, "scancel"), external_id]

@@ -1,12 +1,15 @@
 """mules/runners/local.py driven directly: real job scripts, a real store in tmp_path."""
 import os
+import resource
 import signal
 import subprocess
 import threading
 
 import pytest
 
+from muleteer import local_limits
 from muleteer.job import JobState
+from muleteer.job_config import Destination
 from muleteer.job_files import SCRIPT, STDERR, STDOUT, JobFiles, working_directory
 from mules.runners import local
 
@@ -251,3 +254,171 @@ def test_a_job_that_fills_the_disk_says_so(local_ctx, start_runner, new_job, wai
         assert "disk holding its job directory" in row.info and "is full" in row.info, row.info
     finally:
         subprocess.run(["umount", "-l", jobs], check=False)
+
+
+# -- resources: cores (local_slots), memory (local_memory_limit), walltime ------------------
+MB = 1024 * 1024
+
+
+def raw_job(new_job, command: str):
+    """A claimed job that runs `command` as it is (no tool: its exit code decides)."""
+    return new_job("cat_lines", {"text": "x"}).with_(tool_id="raw_command", command_line=command)
+
+
+def destination(**params):
+    return Destination(id="limited", runner="local", params=params)
+
+
+def record_outcomes(runner):
+    seen = []
+    ended = runner.lifecycle.ended
+
+    def spy(job, outcome):
+        seen.append((job.id, outcome))
+        return ended(job, outcome)
+    runner.lifecycle.ended = spy
+    return seen
+
+
+def test_jobs_take_their_slots_of_the_workers_in_the_order_they_came(local_ctx, start_runner,
+                                                                      new_job, wait_state,
+                                                                      process_groups):
+    """Two cores: a 1-slot job runs; a 2-slot job waits for both; the 1-slot job behind it
+    waits too (a free core is not taken ahead of it), then they run one after the other."""
+    runner = start_runner(workers=2)
+    first, wide, last = (raw_job(new_job, f"sleep {s}") for s in (0.8, 0.3, 0.1))
+    runner.submit(first, destination())
+    runner.submit(wide, destination(local_slots=2))
+    runner.submit(last, destination())
+    rows = {job.id: wait_state(job.id, JobState.OK, JobState.ERROR) for job in (first, wide, last)}
+    process_groups.extend(int(r.external_id) for r in rows.values())
+    assert all(r.state == JobState.OK for r in rows.values()), rows
+    assert rows[wide.id].start_time >= rows[first.id].end_time
+    assert rows[last.id].start_time >= rows[wide.id].end_time
+    assert runner.cores.free == 2
+
+
+def test_a_job_asking_more_slots_than_the_workers_fails_saying_so(start_runner, new_job,
+                                                                   wait_state):
+    runner = start_runner(workers=2)
+    job = raw_job(new_job, "true")
+    runner.submit(job, destination(local_slots=3))
+    row = wait_state(job.id, JobState.ERROR)
+    assert row.info == ("destination limited: local_slots=3 is more than the 2 cores the local "
+                        "runner 'local' may use (its workers): the job could never start")
+    assert runner.cores.free == 2
+
+
+def test_a_job_waiting_for_cores_is_cancelled_before_it_starts(local_ctx, start_runner, new_job,
+                                                               wait_state, wait_for,
+                                                               process_groups, monkeypatch):
+    monkeypatch.setattr(local, "KILL_GRACE", 0.5)
+    runner = start_runner(workers=2)
+    busy, waiting = raw_job(new_job, "sleep 30"), raw_job(new_job, "true")
+    runner.submit(busy, destination(local_slots=2))
+    runner.submit(waiting, destination())
+    row = wait_running(wait_for, local_ctx, busy.id)
+    process_groups.append(int(row.external_id))
+    wait_for(lambda: runner.cores.waiting() == [waiting.id], what="the second job to wait")
+    assert waiting.id in [j.id for j in runner.tracked_jobs()]
+    for job in (waiting, busy):
+        assert local_ctx.store.request_cancel(job.id) == JobState.DELETING
+        runner.cancel(local_ctx.store.get_job(job.id))
+    assert wait_state(waiting.id, JobState.DELETED).info == "cancelled before it started"
+    assert wait_state(busy.id, JobState.DELETED).state == JobState.DELETED
+    assert local_ctx.store.get_job(waiting.id).external_id is None  # never started
+    wait_for(lambda: runner.cores.free == 2, what="the cores to be given back")
+
+
+cgroups = pytest.mark.skipif(os.geteuid() != 0 or not local_limits.hierarchy_mount(),
+                             reason="needs root and the cgroup v1 memory controller")
+
+
+@cgroups
+def test_a_job_over_its_memory_is_killed_by_the_kernel_and_says_why(local_ctx, start_runner,
+                                                                     new_job, wait_state,
+                                                                     process_groups):
+    runner = start_runner()
+    outcomes = record_outcomes(runner)
+    job = raw_job(new_job, "python3 -c 'b = bytearray(b\"x\") * (200 * 1024 * 1024)'")
+    runner.submit(job, destination(local_memory_limit="64M"))
+    row = wait_state(job.id, JobState.ERROR, JobState.OK, timeout=30)
+    process_groups.append(int(row.external_id))
+    assert row.state == JobState.ERROR
+    assert row.info == ("memory limit reached (local: local_memory_limit 64M: the kernel's OOM "
+                        "killer killed 1 process(es) of the job; the job script exited with 137)")
+    (_, outcome), = outcomes
+    assert outcome.reason == "memory_limit_reached" and outcome.exit_code is None
+    assert outcome.usage.cpu_seconds > 0
+    key = local_limits.server_key(local_ctx.config.job_working_directory)
+    assert local_limits.job_cgroups(key, job.id) == []  # removed once the job ended
+
+
+@cgroups
+def test_a_job_within_its_memory_runs_in_its_cgroup_and_reports_its_usage(local_ctx,
+                                                                          start_runner,
+                                                                          new_job, wait_state,
+                                                                          process_groups):
+    runner = start_runner()
+    outcomes = record_outcomes(runner)
+    # More than this test process ever held: wait4's figure starts at the spawner's peak.
+    size = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 + 100
+    job = raw_job(new_job, "echo $MULETEER_JOB_CGROUP $GALAXY_MEMORY_MB; "
+                           "grep :memory: /proc/self/cgroup; "
+                           f"python3 -c 'b = bytearray(b\"x\") * ({size} * 1024 * 1024)'")
+    runner.submit(job, destination(local_memory_limit=f"{size + 100}M"))
+    row = wait_state(job.id, JobState.ERROR, JobState.OK, timeout=30)
+    process_groups.append(int(row.external_id))
+    assert row.state == JobState.OK, row.info
+    told, cgroup = read(job_files(local_ctx, job.id), STDOUT).splitlines()
+    key = local_limits.server_key(local_ctx.config.job_working_directory)
+    assert told == f"1 {size + 100}"  # in its cgroup, and told its memory (GALAXY_MEMORY_MB)
+    assert cgroup.endswith(f"/muleteer/{key}-{job.id}-{job.lease}"), cgroup
+    (_, outcome), = outcomes
+    assert outcome.exit_code == 0
+    assert size * MB <= outcome.usage.max_rss_bytes < (size + 100) * MB
+    assert outcome.usage.cpu_seconds > 0
+    assert local_limits.job_cgroups(key, job.id) == []
+
+
+def test_a_job_past_its_local_walltime_is_stopped(local_ctx, start_runner, new_job, wait_state,
+                                                  wait_for, group_alive, monkeypatch):
+    monkeypatch.setattr(local, "KILL_GRACE", 0.5)
+    runner = start_runner()
+    job = raw_job(new_job, "sleep 30")
+    runner.submit(job, destination(local_walltime="1"))
+    row = wait_state(job.id, JobState.ERROR, JobState.OK, timeout=15)
+    assert row.state == JobState.ERROR
+    assert row.info == "walltime reached (local_walltime 00:00:01)"
+    assert 1 <= (row.end_time - row.start_time).total_seconds() < 5
+    wait_for(lambda: not group_alive(int(row.external_id)), timeout=GROUP_GONE_TIMEOUT,
+             what="the job's process group to be gone")
+
+
+@cgroups
+def test_recovery_of_a_job_killed_for_its_memory_while_nobody_watched(local_ctx, start_runner,
+                                                                      new_job, wait_state,
+                                                                      process_groups):
+    """The handler was down when the kernel killed the job: the restarted one reads the
+    job's cgroup, reports memory_limit_reached and removes it."""
+    job = raw_job(new_job, "python3 -c 'b = bytearray(b\"x\") * (200 * 1024 * 1024)'")
+    limited = destination(local_memory_limit="64M")
+    from mules import job_command
+    files = JobFiles(working_directory(local_ctx.config.job_working_directory, job.id))
+    files.create()
+    before = start_runner()
+    files.write_script(job, limited, local_ctx.config, setup=before.script_setup(job, limited),
+                       command=job_command.build(local_ctx, job, files, local=True).command)
+    local_ctx.store.update_job(job.id, working_directory=files.directory)
+    proc = subprocess.Popen(["/bin/bash", files.path(SCRIPT)], stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    process_groups.append(proc.pid)
+    local_ctx.store.transition(job.id, JobState.RUNNING, from_states=(JobState.QUEUED,),
+                               external_id=str(proc.pid))
+    assert proc.wait(timeout=30) == 137  # the tool was killed; the script wrote its code
+    key = local_limits.server_key(local_ctx.config.job_working_directory)
+    assert len(local_limits.job_cgroups(key, job.id)) == 1
+    start_runner().recover(local_ctx.store.get_job(job.id), limited)
+    row = wait_state(job.id, JobState.ERROR, JobState.OK, timeout=10)
+    assert row.info.startswith("memory limit reached (local: local_memory_limit 64M"), row.info
+    assert local_limits.job_cgroups(key, job.id) == []
