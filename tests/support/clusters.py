@@ -6,8 +6,12 @@ a skip that says how to start them.
 """
 import os
 import subprocess
+import time
+import warnings
 
 import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _CHECKS = {
     "slurm": ["sinfo", "-h"],
@@ -24,6 +28,17 @@ def require_cluster(runner: str) -> None:
         ok = subprocess.run(_CHECKS[runner], capture_output=True, timeout=20).returncode in answered
     except (OSError, subprocess.TimeoutExpired):
         ok = False
+    if ok and runner == "drmaa" and not _sge_execd_up():
+        # Seen a few times over a day of runs: sge_execd gone while sge_qmaster runs (the
+        # queue instance shows state u), cause not found. Its jobs would wait forever: bring
+        # it back with the project's own script, and say so in the run's warnings.
+        warnings.warn("Grid Engine's sge_execd was down (queue all.q@* in state u): "
+                      "restarted by scripts/cluster/sge-up")
+        subprocess.run([os.path.join(REPO, "scripts", "cluster", "sge-up")],
+                       capture_output=True, timeout=120)
+        deadline = time.monotonic() + 30  # the new execd's first load report
+        while not (ok := _sge_execd_up()) and time.monotonic() < deadline:
+            time.sleep(0.5)
     if ok:
         return
     message = (f"the {runner} test cluster is not reachable: run scripts/cluster/up and "
@@ -31,3 +46,11 @@ def require_cluster(runner: str) -> None:
     if os.environ.get("MULETEER_REQUIRE_CLUSTERS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def _sge_execd_up() -> bool:
+    """Whether all.q's queue instance answers (its execd is up): no `u` in its states."""
+    out = subprocess.run(["qstat", "-f", "-q", "all.q"], capture_output=True, text=True,
+                         timeout=20).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("all.q@")]
+    return bool(rows) and all(len(row) < 6 or "u" not in row[5] for row in rows)
