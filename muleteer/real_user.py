@@ -531,8 +531,11 @@ def import_drmaa():
     try:
         import drmaa  # noqa: PLC0415 - only after dropping privileges, so it runs as the user
     except (ImportError, RuntimeError, OSError) as error:
+        # One line, as every refusal: drmaa's own text may span several (when ldconfig
+        # finds a libdrmaa that does not load, it prints LD_PRELOAD advice for two shells).
+        reason = " ".join(str(error).split())
         raise Refused(f"the python drmaa package is not usable by {sys.executable} "
-                      f"({error}); install it system-wide (Debian: python3-drmaa) and set "
+                      f"({reason}); install it system-wide (Debian: python3-drmaa) and set "
                       f"drmaa_library_path in the configuration") from None
     return drmaa
 
