@@ -215,19 +215,34 @@ def submit_job():
 
 @api.get("/jobs")
 def list_jobs():
+    """A page of jobs, newest first. `next` is the URL of the following page (keyset: `before`
+    the last job shown, so every page costs the same), or null on the last one. `total`
+    counts at most JobRecords.LIST_COUNT_CAP jobs; `total_exact` says whether it is all."""
     state = request.args.get("state") or None
     if state and state not in tuple(JobState):
         raise ApiError(400, f"{state!r}: expected one of {', '.join(tuple(JobState))}", "state")
     limit = _int_arg("limit", 50, 1, 1000)
     offset = _int_arg("offset", 0, 0, 10**12)
+    before = _int_arg("before", None, 1, 2**63 - 1)
     if g.user is None:
-        return jsonify({"jobs": [], "total": 0, "limit": limit, "offset": offset})
+        return jsonify({"jobs": [], "total": 0, "total_exact": True, "limit": limit,
+                        "offset": offset, "next": None})
     everyone = is_admin() and request.args.get("all") in ("1", "true")
-    rows, total = _ctx().store.list_jobs(state=state, tool_id=request.args.get("tool_id") or None,
-                                         limit=limit, offset=offset,
-                                         user_id=None if everyone else g.user["id"])
-    return jsonify({"jobs": [job_json(r) for r in rows], "total": total,
-                    "limit": limit, "offset": offset})
+    page = _ctx().store.list_jobs(state=state, tool_id=request.args.get("tool_id") or None,
+                                  limit=limit, offset=offset, before=before,
+                                  user_id=None if everyone else g.user["id"])
+    return jsonify({"jobs": [job_json(r) for r in page.jobs], "total": page.total,
+                    "total_exact": page.total_exact, "limit": limit, "offset": offset,
+                    "next": _next_page(page.jobs[-1].id) if page.more else None})
+
+
+def _next_page(last_id: int) -> str:
+    """This request's URL with `before` the last job shown and no `offset` (the cursor
+    replaces it)."""
+    args = request.args.to_dict()
+    args.pop("offset", None)
+    args["before"] = str(last_id)
+    return url_for("api.list_jobs", **args)
 
 
 def _int_arg(name, default, low, high):

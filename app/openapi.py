@@ -1,5 +1,6 @@
 """The API's OpenAPI 3 description, served at /api/openapi.json (and fuzzed by the tests)."""
 from muleteer.job import JobState
+from muleteer.store.jobs import JobRecords
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JOB = {"$ref": "#/components/schemas/Job"}
@@ -199,18 +200,29 @@ def spec() -> dict:
                                                           "nothing was written"),
                                        **_errors(400, 401, 413)}},
                 "get": {"summary": "My jobs, newest first", "operationId": "listJobs",
+                        "description": "Pages: follow `next` (it carries `before`, the last job "
+                                       "shown), which costs the same on every page however many "
+                                       "jobs there are; `offset` works too but skips rows one by "
+                                       f"one. `total` counts at most {JobRecords.LIST_COUNT_CAP:,} "
+                                       "jobs (`total_exact` false beyond).",
                         "parameters": [
                             {"name": "state", "in": "query",
                              "schema": {"type": "string", "enum": list(tuple(JobState))}},
                             {"name": "tool_id", "in": "query", "schema": {"type": "string"}},
                             {"name": "limit", "in": "query",
                              "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                            {"name": "before", "in": "query",
+                             "schema": {"type": "integer", "minimum": 1},
+                             "description": "only jobs with a smaller id (the cursor of `next`)"},
                             {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                             {"name": "all", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]},
                              "description": "admins: everyone's jobs"}],
                         "responses": {"200": _json({"type": "object", "properties": {
                             "jobs": {"type": "array", "items": _JOB}, "total": {"type": "integer"},
-                            "limit": {"type": "integer"}, "offset": {"type": "integer"}}}),
+                            "total_exact": {"type": "boolean"},
+                            "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                            "next": {"type": "string", "nullable": True,
+                                     "description": "the URL of the next page; null on the last"}}}),
                             **_errors(400, 401)}},
             },
             "/api/jobs/{job_id}": {

@@ -54,6 +54,13 @@ job = Table(
     Index("ix_job_user_idempotency_key", "user_id", "idempotency_key"),
     # The admin's charts and /metrics read jobs that ended in a window (migration 0012).
     Index("ix_job_end_time", "end_time"),
+    # The job list's pages, newest first by id: one owner's, by state, by tool; everyone's
+    # by state (migration 0013).
+    Index("ix_job_user_id_id", "user_id", "id"),
+    Index("ix_job_user_state_id", "user_id", "state", "id"),
+    Index("ix_job_user_tool_id", "user_id", "tool_id", "id"),
+    Index("ix_job_state_id", "state", "id"),
+    Index("ix_job_state_exit_code_destination", "state", "exit_code", "destination_id"),
 )
 
 job_state_history = Table(

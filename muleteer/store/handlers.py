@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
 
-from muleteer.job import JobState
+from muleteer.job import ACTIVE, JobState
 from muleteer.models import handler as handler_table, job
 from muleteer.store.database import utcnow
 
@@ -31,8 +31,11 @@ class Heartbeats:
     def handlers(self) -> list[dict]:
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(select(handler_table).order_by(handler_table.c.name)).mappings()]
+            # Each handler's load: its active jobs only (its ended ones would be a scan of
+            # every job it ever ran).
             counts = conn.execute(select(job.c.handler, job.c.state, func.count())
-                                  .where(job.c.handler.is_not(None))
+                                  .where(job.c.handler.is_not(None),
+                                         job.c.state.in_(sorted(ACTIVE)))
                                   .group_by(job.c.handler, job.c.state)).all()
             waiting = conn.execute(select(job.c.handler_tag, func.count())
                                    .where(job.c.state == JobState.NEW, job.c.handler.is_(None))

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, case, func, insert, select, text, update
+from sqlalchemy import and_, case, func, insert, literal, select, text, update
 
 from muleteer.job import TERMINAL, Job, JobState, sources
 from muleteer.models import galaxy_user, job, job_dataset, job_state_history
 from muleteer.store.database import utcnow
+
+
+class JobPage(NamedTuple):
+    """One page of the job list. `total` counts the matching jobs up to
+    JobRecords.LIST_COUNT_CAP; `total_exact` is False when there are more than that.
+    (A tuple whose first two are the jobs and the total, as list_jobs returned before.)"""
+    jobs: list[Job]
+    total: int
+    more: bool  # whether a page follows this one
+    total_exact: bool
 
 
 class JobRecords:
@@ -93,8 +104,17 @@ class JobRecords:
             return Job.from_row(row) if row else None
         return self._retrying(read) if retry else read()
 
-    def list_jobs(self, *, state=None, tool_id=None, limit=50, offset=0, user_id=None):
-        """Jobs newest first; user_id limits them to one owner (None: everyone's)."""
+    # The list's `total` is counted up to this many jobs: counting an owner's 300,000 jobs on
+    # every page would cost more than the page (Galaxy's /api/jobs gives no total at all).
+    LIST_COUNT_CAP = 10_000
+
+    def list_jobs(self, *, state=None, tool_id=None, limit=50, offset=0, user_id=None,
+                  before: int | None = None) -> JobPage:
+        """Jobs newest first (by id); user_id limits them to one owner (None: everyone's).
+
+        `before` (a job id, the keyset cursor) starts the page after that job, so every page
+        costs the same: migration 0013's indexes give the rows in id order for each filter.
+        `offset` still skips rows, through the index alone (ids only), then reads the page."""
         conditions = []
         if user_id is not None:
             conditions.append(job.c.user_id == user_id)
@@ -103,11 +123,19 @@ class JobRecords:
         if tool_id:
             conditions.append(job.c.tool_id == tool_id)
         where = and_(True, *conditions)
+        page = where if before is None else and_(where, job.c.id < before)
+        # One row more than asked for tells whether a next page exists without counting.
+        ids = (select(job.c.id).where(page).order_by(job.c.id.desc())
+               .limit(limit + 1).offset(offset))
         with self.engine.connect() as conn:
-            total = conn.execute(select(func.count()).select_from(job).where(where)).scalar_one()
-            rows = conn.execute(select(job).where(where).order_by(job.c.id.desc())
-                                .limit(limit).offset(offset)).mappings().all()
-        return [Job.from_row(r) for r in rows], total
+            found = conn.execute(ids).scalars().all()
+            rows = conn.execute(select(job).where(job.c.id.in_(found[:limit]))
+                                .order_by(job.c.id.desc())).mappings().all() if found else []
+            capped = select(literal(1)).select_from(job).where(where).limit(self.LIST_COUNT_CAP + 1)
+            total = conn.execute(select(func.count()).select_from(capped.subquery())).scalar_one()
+        return JobPage(jobs=[Job.from_row(r) for r in rows], total=min(total, self.LIST_COUNT_CAP),
+                       more=len(found) > limit,
+                       total_exact=total <= self.LIST_COUNT_CAP)
 
     def history(self, job_id: int) -> list[dict]:
         with self.engine.connect() as conn:
