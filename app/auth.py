@@ -8,10 +8,16 @@ Browser sessions live on the server (accounts.user_session): the signed cookie c
 only a random session id, and a session counts only while its row exists and is within
 session_idle_timeout and session_max_age. Logging out deletes the row, so a copy of the
 old cookie (and its CSRF token) is worth nothing.
+
+An API key's user is looked up once per KEY_CACHE_SECONDS per process (KeyCache), not once
+per request: a key deleted (or a user changed) is refused by every web worker within that
+time, as no handler looks keys up. Unknown keys are never cached: a new key works at once.
 """
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 from functools import wraps
 from urllib.parse import unquote_plus
 
@@ -25,6 +31,41 @@ from muleteer.secret_files import read_or_create_key
 
 csrf = CSRFProtect()
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Under a second: issue 15 allows a revoked key to be refused "everywhere within a second".
+KEY_CACHE_SECONDS = 0.5
+
+
+class KeyCache:
+    """API key -> its user's row, each entry kept for at most `ttl` seconds in this process.
+    Only found users are kept (a refused key costs its lookup every time, as before), and
+    at most `size` keys (full: emptied, then filled again by the keys in use)."""
+
+    def __init__(self, ttl: float = KEY_CACHE_SECONDS, size: int = 1024, clock=time.monotonic):
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._entries: dict[str, tuple[float, dict]] = {}
+        self._lock = threading.Lock()
+
+    def user(self, key: str, lookup) -> dict | None:
+        """The user for `key`: from the cache while fresh, else `lookup(key)`."""
+        now = self.clock()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self.ttl:
+            return dict(entry[1])  # a copy: a request never changes another's user
+        found = lookup(key)
+        with self._lock:
+            if found is None:
+                self._entries.pop(key, None)
+            else:
+                if len(self._entries) >= self.size:
+                    self._entries.clear()
+                # Stamped with the time before the lookup: never fresh for longer than ttl
+                # counted from when the database said so.
+                self._entries[key] = (now, dict(found))
+        return found
+
+
+def key_cache() -> KeyCache:
+    return current_app.extensions.setdefault("muleteer.key_cache", KeyCache())
 
 
 def accounts():
@@ -39,7 +80,7 @@ def load_user() -> None:
     key = request.headers.get("x-api-key") or request.args.get("key")
     if key:
         g.auth = "key"
-        g.user = accounts().user_for_key(key)
+        g.user = key_cache().user(key, accounts().user_for_key)
         bootstrap = current_app.extensions["muleteer"].config.bootstrap_admin_api_key
         if g.user is None and bootstrap and hmac.compare_digest(key.encode(), bootstrap.encode()):
             g.user = accounts().first_admin()
