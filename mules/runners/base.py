@@ -230,13 +230,15 @@ class BaseRunner:
                 source.close()
 
     def job_user(self, job: Job, files: JobFiles) -> str | None:
-        """The account the job runs as now (its directory's owner), None: the server's. A
-        staged job's directory stays the server's (the node never sees it): its owner's
-        account, as real_system_username maps it now."""
+        """The account the job runs as now (its directory's owner); for a directory the
+        server holds, its owner's account as real_system_username maps it now. None: jobs
+        run as the server's account."""
         if self.accounts is None:
             return None
         owner = self.accounts.owner_of(files.directory)
-        if owner is None and files.is_regular(staging.STAGED_SCRIPT):
+        # The server's own directory: a staged job's (the node never sees it), or one taken
+        # back already (a cancel that came while the scheduler was still taking the job).
+        if owner is None:
             try:
                 return self.accounts.account_of(self.store.user_email(job.user_id)).name
             except JobAccountError as exc:
