@@ -187,10 +187,10 @@ class Lifecycle:
                 with fh:
                     staged = store_files.stage(fh)
                 outputs.append(NewOutput(name, label, fmt, staged))
-            self._record_metrics(job, usage)
             row = self.store.end_with_outputs(job.id, job.lease, self.handler_name,
                                               job.user_id, outputs, place=store_files.commit,
                                               quota=self.ctx.config.user_quota,
+                                              metrics=self._metrics(job, usage),
                                               exit_code=exit_code, **text)
         except (DiskFull, DatasetFileError, QuotaExceeded) as exc:
             return self.failed(job, f"its outputs could not be stored: {exc}",
@@ -213,9 +213,8 @@ class Lifecycle:
         self.take_back(job)  # a job failed or cancelled before its runner saw it end
         if "stdout" not in values:  # the caller has not read them (ended() has)
             values = {**self._output_text(job), **values}
-        self._record_metrics(job, usage)
         row = self.store.transition(job.id, state, handler=self.handler_name, lease=job.lease,
-                                    info=info, **values)
+                                    info=info, metrics=self._metrics(job, usage), **values)
         if row:
             log.info("job %s %s: handler=%s destination=%s runner=%s external_id=%s%s",
                      job.id, row.state, self.handler_name, job.destination_id, job.runner,
@@ -223,18 +222,17 @@ class Lifecycle:
             self._cleanup(row)
         return row
 
-    def _record_metrics(self, job: Job, usage: Usage | None) -> None:
-        """The job's metrics, from its directory and its runner's usage, written before its
-        end (again, the same, if the end is recorded twice). Metrics never fail a job: a
-        problem here is logged and the end recorded without them."""
+    def _metrics(self, job: Job, usage: Usage | None) -> list:
+        """The job's metrics, from its directory and its runner's usage, written in the
+        same transaction as its end. Metrics never fail a job: a problem here is logged and
+        the end recorded without them."""
         try:
-            metrics = self.ctx.job_metrics.collect(
+            return self.ctx.job_metrics.collect(
                 self.files(job), max_rss_bytes=usage.max_rss_bytes if usage else None,
                 cpu_seconds=usage.cpu_seconds if usage else None)
-            if metrics:
-                self.store.record_metrics(job.id, job.lease, metrics)
         except Exception:
-            log.exception("job %s: its metrics could not be recorded", job.id)
+            log.exception("job %s: its metrics could not be collected", job.id)
+            return []
 
     def _output_text(self, job: Job) -> dict:
         """The end of the job's stdout and stderr, kept in its row (its directory may go)."""

@@ -21,6 +21,7 @@ instead of killing the job).
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import re
@@ -111,6 +112,7 @@ class MemoryVerdict:
         return self.oom_kills > 0
 
 
+@functools.lru_cache(maxsize=1)  # asked as every job ends; the mounts do not move under us
 def hierarchy_mount() -> str:
     """Where the cgroup v1 memory controller is mounted ('' without one: cgroup v2 only)."""
     try:
@@ -124,6 +126,7 @@ def hierarchy_mount() -> str:
     return _DEFAULT_MOUNT if os.path.isfile(os.path.join(_DEFAULT_MOUNT, "cgroup.procs")) else ""
 
 
+@functools.lru_cache(maxsize=1)
 def own_cgroup() -> str:
     """This process's memory cgroup, relative to the hierarchy's root ('/' at the root)."""
     try:

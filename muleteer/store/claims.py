@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import func, insert, or_, select, text, update
 
 from muleteer.job import Job, JobState
 from muleteer.limits import Limits
 from muleteer.models import (ANONYMOUS_EMAIL_DOMAIN, galaxy_user, handler as handler_table, job,
                              job_state_history)
+from muleteer.store import prepared
 from muleteer.store.database import iso, utcnow
 
 
@@ -53,8 +54,11 @@ class Claims:
         if limits is not None and limits.concurrency:
             claimed = self._claim_under_limits(handler_name, tags, 1, limits, job_id=job_id)
         else:
-            claimed = self._claim(handler_name, and_(job.c.id == job_id,
-                                                     job.c.handler_tag.in_(list(tags))))
+            now = utcnow()
+            with self.engine.begin() as conn:
+                claimed = self._claimed(conn, prepared.claim_one(), prepared.params(
+                    dict(handler=handler_name, queued_time=now, update_time=now),
+                    id=job_id, tags=list(tags), now=now), handler_name, now)
         return claimed[0] if claimed else None
 
     def _claim_under_limits(self, handler_name, tags, limit, limits: Limits,
@@ -121,13 +125,18 @@ class Claims:
                     .values(state=JobState.QUEUED, handler=handler_name, queued_time=now,
                             update_time=now, lease=job.c.lease + 1)
                     .returning(*job.c))
-            # Oldest first: RETURNING has no order on PostgreSQL.
-            rows = sorted((Job.from_row(r) for r in conn.execute(stmt).mappings().all()),
-                          key=lambda r: r.id)
-            if rows:
-                conn.execute(insert(job_state_history), [
-                    dict(job_id=r.id, state=JobState.QUEUED, handler=handler_name, create_time=now)
-                    for r in rows])
+            return self._claimed(conn, stmt, {}, handler_name, now)
+
+    @staticmethod
+    def _claimed(conn, stmt, parameters, handler_name, now) -> list[Job]:
+        """Run a claiming UPDATE ... RETURNING and record each claimed job's history."""
+        # Oldest first: RETURNING has no order on PostgreSQL.
+        rows = sorted((Job.from_row(r) for r in conn.execute(stmt, parameters).mappings().all()),
+                      key=lambda r: r.id)
+        if rows:
+            conn.execute(prepared.HISTORY_INSERT, [
+                dict(job_id=r.id, state=JobState.QUEUED, handler=handler_name, create_time=now)
+                for r in rows])
         return rows
 
     def adopt_orphans(self, handler_name: str, tags, silent: dict) -> list[Job]:

@@ -10,10 +10,11 @@ import json
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, case, func, insert, literal, select, text, update
+from sqlalchemy import and_, func, insert, literal, select, text
 
 from muleteer.job import TERMINAL, Job, JobState, sources
 from muleteer.models import galaxy_user, job, job_dataset, job_state_history
+from muleteer.store import prepared
 from muleteer.store.database import utcnow
 
 
@@ -64,8 +65,8 @@ class JobRecords:
                 earlier = self.idempotent_job(user_id, idempotency_key, since, conn=conn)
                 if earlier is not None:
                     return earlier, False
-            job_id = conn.execute(insert(job).values(**row)).inserted_primary_key[0]
-            conn.execute(insert(job_state_history).values(
+            job_id = conn.execute(prepared.JOB_INSERT, row).inserted_primary_key[0]
+            conn.execute(prepared.HISTORY_INSERT, dict(
                 job_id=job_id, state=JobState.NEW, handler=None, create_time=now))
             if inputs:
                 conn.execute(insert(job_dataset), [
@@ -100,7 +101,7 @@ class JobRecords:
         is away, so a busy database never decides a job's fate."""
         def read():
             with self.engine.connect() as conn:
-                row = conn.execute(select(job).where(job.c.id == job_id)).mappings().first()
+                row = conn.execute(prepared.JOB_BY_ID, {"w_id": job_id}).mappings().first()
             return Job.from_row(row) if row else None
         return self._retrying(read) if retry else read()
 
@@ -163,14 +164,15 @@ class JobRecords:
 
     def transition(self, job_id: int, state: JobState, *, from_states=None,
                    handler: str | None = None, info: str | None = None,
-                   lease: int | None = None, **values) -> Job | None:
+                   lease: int | None = None, metrics=(), **values) -> Job | None:
         """Move a job to `state` from any state TRANSITIONS allows (or only from
         `from_states`, a part of those); record history. Returns the job or None.
 
         A job whose cancel was requested (`deleting`) that ends becomes `deleted`: the
         user's cancel wins over the job's own end. With `lease` (a handler's report),
         only while the job still carries that lease, and retried while the database is
-        locked: a busy database never turns a job's real end into an error.
+        locked: a busy database never turns a job's real end into an error. `metrics` (a
+        job's end) replace the job's metrics in the same transaction.
         """
         allowed = sources(state) | ({JobState.DELETING} if state in TERMINAL else set())
         from_states = allowed if from_states is None else frozenset(from_states)
@@ -178,13 +180,13 @@ class JobRecords:
             raise ValueError(f"no move from {sorted(from_states - allowed)} to {state} "
                              f"(see muleteer.job.TRANSITIONS)")
         if lease is None:
-            return self._transition(job_id, state, from_states, handler, info, None, values)
+            return self._transition(job_id, state, from_states, handler, info, None, values,
+                                    metrics)
         return self._retrying(self._transition, job_id, state, from_states, handler, info,
-                              lease, values)
+                              lease, values, metrics)
 
-    def _transition(self, job_id, state, from_states, handler, info, lease, values):
+    def _transition(self, job_id, state, from_states, handler, info, lease, values, metrics=()):
         now = utcnow()
-        new_state = state
         values = dict(values, update_time=now)
         if state == JobState.RUNNING:
             values.setdefault("start_time", now)
@@ -192,29 +194,29 @@ class JobRecords:
             values.setdefault("end_time", now)
         if info is not None:
             values["info"] = info
-        if state in TERMINAL:
-            new_state = case((job.c.state == JobState.DELETING, JobState.DELETED), else_=state)
-        where = [job.c.id == job_id, job.c.state.in_(sorted(from_states))]
-        if lease is not None:
-            where.append(job.c.lease == lease)
-        stmt = update(job).where(*where).values(state=new_state, **values).returning(*job.c)
+        stmt = prepared.transition(state, tuple(sorted(from_states)), lease is not None,
+                                   tuple(sorted(values)))
         with self.engine.begin() as conn:
-            row = conn.execute(stmt).mappings().first()
+            row = conn.execute(stmt, prepared.params(values, id=job_id, lease=lease)
+                               ).mappings().first()
             if row is None:
                 return None
-            conn.execute(insert(job_state_history).values(
+            conn.execute(prepared.HISTORY_INSERT, dict(
                 job_id=job_id, state=row["state"], handler=handler or row["handler"],
                 info=info, create_time=now))
+            if metrics:
+                self._write_metrics(conn, job_id, metrics)
         return Job.from_row(row)
 
     def update_job(self, job_id: int, lease: int | None = None, **values) -> bool:
         """Bookkeeping that is not a state change (working directory, external id); with
         `lease`, only while the job carries it. True if the row was changed."""
         def write():
-            where = [job.c.id == job_id] + ([job.c.lease == lease] if lease is not None else [])
+            changes = dict(values, update_time=utcnow())
+            stmt = prepared.update_job(lease is not None, tuple(sorted(changes)))
             with self.engine.begin() as conn:
-                return conn.execute(update(job).where(*where)
-                                    .values(update_time=utcnow(), **values)).rowcount > 0
+                return conn.execute(stmt, prepared.params(changes, id=job_id, lease=lease)
+                                    ).rowcount > 0
         return write() if lease is None else self._retrying(write)
 
     def holds(self, job_id: int, lease: int, handler_name: str) -> bool:
@@ -222,9 +224,9 @@ class JobRecords:
         touches a job's files or starts it."""
         def read():
             with self.engine.connect() as conn:
-                return conn.execute(select(job.c.id).where(
-                    job.c.id == job_id, job.c.lease == lease,
-                    job.c.handler == handler_name)).first() is not None
+                return conn.execute(prepared.HOLDS, {"w_id": job_id, "w_lease": lease,
+                                                     "w_handler": handler_name}
+                                    ).first() is not None
         return self._retrying(read)
 
     def held(self, handler_name: str, jobs: dict[int, int]) -> set[int]:

@@ -37,15 +37,16 @@ class NewOutput:
 class JobOutputs:
     def end_with_outputs(self, job_id: int, lease: int, handler: str, owner: int,
                          outputs: list[NewOutput], place, quota: int | None = None,
-                         **values) -> Job | None:
+                         metrics=(), **values) -> Job | None:
         """`ok` with its outputs, or None (and nothing written) when the job is no longer
         this handler's under `lease` or was cancelled meanwhile. `place(staged, dataset_id)`
         renames staged bytes to their dataset's name. QuotaExceeded when the outputs would
         take the owner over `quota`: nothing is written then either."""
         return self._retrying(self._end_with_outputs, job_id, lease, handler, owner, outputs,
-                              place, quota, values)
+                              place, quota, values, metrics)
 
-    def _end_with_outputs(self, job_id, lease, handler, owner, outputs, place, quota, values):
+    def _end_with_outputs(self, job_id, lease, handler, owner, outputs, place, quota, values,
+                          metrics=()):
         now = utcnow()
         stmt = (update(job).where(job.c.id == job_id, job.c.lease == lease,
                                   job.c.state.in_([JobState.QUEUED, JobState.RUNNING]))
@@ -65,6 +66,8 @@ class JobOutputs:
                         raise QuotaExceeded(usage, size, quota)
                 conn.execute(insert(job_state_history).values(
                     job_id=job_id, state=JobState.OK, handler=handler, create_time=now))
+                if metrics:
+                    self._write_metrics(conn, job_id, metrics)
                 for output in outputs:
                     dataset_id = conn.execute(insert(dataset).values(
                         user_id=owner, name=output.label, format=output.format,

@@ -375,32 +375,27 @@ def test_the_store_replaces_a_jobs_metrics_in_one_go_while_its_handler_holds_it(
 
 
 # -- the lifecycle ----------------------------------------------------------------------
-def test_a_jobs_end_records_its_metrics_before_its_state(local_ctx, new_job, monkeypatch):
-    """What the job wrote and what its runner saw are in the store before the job shows
-    `ok`: a client that sees it ended finds its metrics."""
+def test_a_jobs_end_records_its_metrics_with_its_state(local_ctx, new_job):
+    """What the job wrote and what its runner saw are written in the transaction that
+    records the job's end: a client that sees it ended finds its metrics, and an end that
+    is not recorded (another handler holds the job now) writes none."""
     from muleteer.job_files import working_directory
     from mules.lifecycle import Lifecycle, Outcome, Usage
 
-    job = new_job("noop")
-    files = JobFiles(working_directory(local_ctx.config.job_working_directory, job.id))
-    files.create()
-    write_files(pathlib.Path(files.directory), {
-        "__instrument_core_metrics": "epoch_start 1700000000.25\nepoch_end 1700000002.75\n"})
-    seen = []
-    transition = local_ctx.store.transition
-
-    def spying(job_id, state, **values):
-        seen.append((state, local_ctx.store.job_metrics(job_id)))
-        return transition(job_id, state, **values)
-
-    monkeypatch.setattr(local_ctx.store, "transition", spying)
-    row = Lifecycle(local_ctx, "test-handler").ended(
-        job, Outcome(0, usage=Usage(max_rss_bytes=50 * 2 ** 20, cpu_seconds=1.25)))
+    outcome = Outcome(0, usage=Usage(max_rss_bytes=50 * 2 ** 20, cpu_seconds=1.25))
+    jobs = [new_job("noop"), new_job("noop")]
+    for job in jobs:
+        files = JobFiles(working_directory(local_ctx.config.job_working_directory, job.id))
+        files.create()
+        write_files(pathlib.Path(files.directory), {
+            "__instrument_core_metrics": "epoch_start 1700000000.25\nepoch_end 1700000002.75\n"})
+    row = Lifecycle(local_ctx, "test-handler").ended(jobs[0], outcome)
     assert row.state == JobState.OK
-    state, recorded = seen[-1]
-    assert state == JobState.OK
-    assert by_name(recorded) == {("core", "start_epoch"): 1700000000.25,
-                                 ("core", "end_epoch"): 1700000002.75,
-                                 ("core", "runtime_seconds"): 2.5,
-                                 ("cgroup", "memory.peak"): 50.0 * 2 ** 20,
-                                 ("cgroup", "cpu_seconds"): 1.25}
+    assert by_name(local_ctx.store.job_metrics(jobs[0].id)) == {
+        ("core", "start_epoch"): 1700000000.25, ("core", "end_epoch"): 1700000002.75,
+        ("core", "runtime_seconds"): 2.5, ("cgroup", "memory.peak"): 50.0 * 2 ** 20,
+        ("cgroup", "cpu_seconds"): 1.25}
+    lost = jobs[1].with_(lease=jobs[1].lease + 1)  # as a handler that lost it sees it
+    assert Lifecycle(local_ctx, "test-handler").ended(lost, outcome) is None
+    assert local_ctx.store.job_metrics(jobs[1].id) == []
+    assert local_ctx.store.get_job(jobs[1].id).state == JobState.QUEUED
