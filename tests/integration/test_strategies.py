@@ -72,7 +72,11 @@ def test_all_in_one_the_web_worker_that_takes_a_job_runs_it(tmp_path):
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_two_webless_handlers_share_a_backlog_and_run_each_job_once(tmp_path, database):
-    srv, markers = webless_server(tmp_path, database=database)
+    # 20 a sweep (Galaxy's max_grab): the first handler up cannot take the whole backlog
+    # in its first sweeps before the second has started (it did, once claims got cheaper).
+    conf = WEBLESS_CONF.replace('<handlers default="handlers">',
+                                '<handlers default="handlers" max_grab="20">')
+    srv, markers = webless_server(tmp_path, job_conf=conf, database=database)
     srv.start()
     handlers = [WeblessHandler(srv.config_file, f"handler{i}") for i in range(2)]
     try:
