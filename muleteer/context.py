@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from muleteer import uwsgi_env
 from muleteer.config import Config, load_config
 from muleteer.job_config import JobConfig, load_job_config
 from muleteer.job_metrics import JobMetrics, load_job_metrics
@@ -13,6 +14,7 @@ from muleteer.job_resources import with_job_resources
 from muleteer.runner_spec import RunnerSpec
 from muleteer.store import JobStore
 from muleteer.tools.toolbox import Toolbox, load_toolbox
+from muleteer.tools.toolbox_apart import load_toolbox_apart
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,11 @@ def build_context(config_file: str | None = None, overrides: dict | None = None,
     job_metrics = load_job_metrics(config)
     # A broken wrapper is skipped with its file and line (the toolbox logs it); the rest
     # load. Only a malformed tool_conf.xml, the admin's own file, stops start-up.
-    tools = load_toolbox(config.tool_path, getattr(config, "tool_config_file", None))
+    tool_conf = getattr(config, "tool_config_file", None)
+    if uwsgi_env.running():  # a web worker or a mule: Galaxy's parser stays out of it
+        tools = load_toolbox_apart(config.tool_path, tool_conf, config.resolve("database"))
+    else:
+        tools = load_toolbox(config.tool_path, tool_conf)
     # Galaxy's "Job Resource Parameters": the tools the job configuration gives a resources
     # group get its conditional as their last input (muleteer/job_resources.py).
     tools = with_job_resources(tools, job_conf)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
+import re
 import time
 from datetime import datetime, timezone
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -85,6 +85,10 @@ class Database:
     
     def migrate(self) -> None:
         """Bring the schema to the newest revision; safe when several processes start at once."""
+        if self._at_head():
+            return  # as every process finds it but the first: alembic (~12 MB) not loaded
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
         with self._migration_lock(), self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(7411)"))
@@ -92,6 +96,19 @@ class Database:
             cfg.set_main_option("script_location", MIGRATIONS)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def _at_head(self) -> bool:
+        """Whether the database's alembic_version is the newest migration's (False when in
+        doubt: then alembic itself decides)."""
+        head = head_revision()
+        if head is None:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except Exception:  # no such table yet: a new database
+            return False
+        return current == [head]
 
     @contextlib.contextmanager
     def _migration_lock(self):
@@ -122,6 +139,25 @@ class Database:
                                 "(%s): %s", getattr(fn, "__name__", fn), str(exc.orig)[:200])
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+_REVISION = re.compile(r"""^(down_)?revision\s*=\s*["']?([A-Za-z0-9_]+)["']?\s*$""", re.M)
+
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest revision of migrations/versions (the one no other revises), read from the
+    files' `revision =` lines; None unless there is exactly one."""
+    revisions, revised = set(), set()
+    folder = os.path.join(MIGRATIONS, "versions")
+    for name in os.listdir(folder):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(folder, name)) as fh:
+            for down, value in _REVISION.findall(fh.read()):
+                (revised if down else revisions).add(value)
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 else None
 
 
 def _sqlite_pragmas(dbapi_connection, _record):

@@ -16,7 +16,6 @@ from lxml import etree
 
 from muleteer.tools.errors import ToolError
 from muleteer.tools.evaluation import compile_templates
-from muleteer.tools.load import is_tool_file, load_tool
 from muleteer.tools.model import Tool
 
 log = logging.getLogger(__name__)
@@ -52,6 +51,11 @@ class Toolbox:
     def __len__(self) -> int:
         return len(self._tools)
 
+    def files(self) -> set[str]:
+        """The wrapper file of every tool loaded, every version (absolute paths)."""
+        return {os.path.abspath(tool.path) for versions in self._tools.values()
+                for tool in versions.values() if tool.path}
+
     def add(self, tool: Tool) -> bool:
         """Add a tool; False (and an error recorded) when its id and version are taken."""
         versions = self._tools.setdefault(tool.id, {})
@@ -67,6 +71,9 @@ class Toolbox:
         self.errors.append(message)
 
     def _load(self, path: str, section: str | None, hidden: bool = False) -> Tool | None:
+        # Imported here: load.py brings Galaxy's parser (~40 MB), which a process that
+        # gets its toolbox from toolbox_apart.py never needs.
+        from muleteer.tools.load import load_tool
         try:
             tool = load_tool(path, section=section)
             if hidden:
@@ -98,6 +105,7 @@ def load_toolbox(tool_path: str, tool_config_file: str | None = None) -> Toolbox
 def _tool_files(directory: str) -> list[str]:
     """Every XML file under `directory` whose root is <tool>, in path order; test-data
     folders (a wrapper's test files) and other XML (macros, tool_conf) skipped."""
+    from muleteer.tools.load import is_tool_file
     found = []
     for folder, subfolders, files in os.walk(directory):
         subfolders[:] = sorted(d for d in subfolders if d != "test-data" and not d.startswith("."))

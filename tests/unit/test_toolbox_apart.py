@@ -1,0 +1,94 @@
+"""The toolbox parsed by a child process and cached for the server's other processes
+(muleteer/tools/toolbox_apart.py): a real child python, a cache that is used only while
+every file it came from is unchanged."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from muleteer.tools import toolbox_apart
+from muleteer.tools.errors import ToolError
+
+TOOL = """<tool id="{id}" name="{name}" version="1.0">
+    <macros><import>../macros.xml</import></macros>
+    <expand macro="requirements"/>
+    <command>echo {id}</command>
+    <inputs/>
+    <outputs/>
+</tool>
+"""
+MACROS = """<macros><xml name="requirements"><requirements/></xml></macros>
+"""
+
+
+@pytest.fixture
+def tool_path(tmp_path):
+    tools = tmp_path / "tools"
+    (tools / "one").mkdir(parents=True)
+    (tools / "macros.xml").write_text(MACROS)
+    (tools / "one" / "one.xml").write_text(TOOL.format(id="one", name="One"))
+    return tools
+
+
+def no_child(*_):
+    raise AssertionError("parsed again: the cache was not used")
+
+
+def test_the_child_parses_the_cache_serves_the_next_process(tool_path, tmp_path, monkeypatch):
+    cache_dir = str(tmp_path / "database")
+    toolbox = toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir)
+    assert toolbox.get("one").name == "One" and toolbox.errors == []
+    cache = os.path.join(cache_dir, toolbox_apart.CACHE_NAME)
+    assert os.stat(cache).st_mode & 0o077 == 0
+    monkeypatch.setattr(toolbox_apart, "_parse_in_child", no_child)
+    assert toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir).get("one").name == "One"
+
+
+@pytest.mark.parametrize("change", ["wrapper", "macros beside it", "new wrapper"])
+def test_a_changed_file_is_parsed_again(tool_path, tmp_path, change):
+    cache_dir = str(tmp_path / "database")
+    toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir)
+    if change == "wrapper":
+        (tool_path / "one" / "one.xml").write_text(TOOL.format(id="one", name="One, renamed"))
+    elif change == "macros beside it":
+        (tool_path / "macros.xml").write_text(MACROS.replace("<requirements/>", "<requirements></requirements>") + " ")
+    else:
+        (tool_path / "one" / "two.xml").write_text(TOOL.format(id="two", name="Two"))
+    toolbox = toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir)
+    assert toolbox.get("one").name == ("One, renamed" if change == "wrapper" else "One")
+    assert ("two" in toolbox) == (change == "new wrapper")
+
+
+def test_a_broken_wrapper_is_skipped_and_a_broken_tool_conf_stops_start_up(tool_path, tmp_path):
+    (tool_path / "one" / "bad.xml").write_text('<tool id="bad" name="Bad" version="1"><command>')
+    toolbox = toolbox_apart.load_toolbox_apart(str(tool_path), None, str(tmp_path / "db1"))
+    assert "one" in toolbox and "bad" not in toolbox
+    assert any("bad.xml" in error for error in toolbox.errors)
+    conf = tmp_path / "tool_conf.xml"
+    conf.write_text("<toolbox><section name='x'><tool/></section></toolbox>")
+    with pytest.raises(ToolError, match=r"tool_conf.xml, line 1: <tool> needs a file attribute"):
+        toolbox_apart.load_toolbox_apart(str(tool_path), str(conf), str(tmp_path / "db2"))
+
+
+def test_a_cache_cut_short_or_foreign_is_not_trusted(tool_path, tmp_path):
+    cache_dir = tmp_path / "database"
+    cache_dir.mkdir()
+    (cache_dir / toolbox_apart.CACHE_NAME).write_bytes(b"\x80\x05not a pickle")
+    toolbox = toolbox_apart.load_toolbox_apart(str(tool_path), None, str(cache_dir))
+    assert toolbox.get("one").name == "One"
+
+
+def test_a_server_process_never_imports_galaxys_parser(tool_path, tmp_path):
+    """What the child spares the server: after loading its toolbox this way (and reading the
+    cache), a process has no galaxy.tool_util.parser module."""
+    code = ("import sys; from muleteer.tools import toolbox_apart; "
+            f"t = toolbox_apart.load_toolbox_apart({str(tool_path)!r}, None, "
+            f"{str(tmp_path / 'database')!r}); "
+            "assert t.get('one') is not None; "
+            "print(sorted(m for m in sys.modules if m.startswith('galaxy.tool_util.parser')))")
+    for _ in range(2):  # parsed by the child, then read from the cache
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[]"
