@@ -24,13 +24,17 @@ import sys
 from dataclasses import dataclass
 
 from muleteer.tools.errors import ToolError
-from muleteer.tools.toolbox import Toolbox
+from muleteer.tools.toolbox import Toolbox, load_toolbox
 
 log = logging.getLogger(__name__)
 CACHE_NAME = "toolbox.cache"
 _FORMAT = 1
 # The parse of a large toolbox takes seconds; a child that hangs stops start-up clearly.
 TIMEOUT_SECONDS = 600
+
+
+class _NoChild(Exception):
+    """The child python could not be started at all."""
 
 
 @dataclass
@@ -55,7 +59,13 @@ def load_toolbox_apart(tool_path: str, tool_config_file: str | None,
         cached = _read(cache, tool_path, tool_config_file)
         if cached is not None:
             return cached
-        parsed = _parse_in_child(tool_path, tool_config_file)
+        try:
+            parsed = _parse_in_child(tool_path, tool_config_file)
+        except _NoChild as exc:
+            # E.g. a server account that may not run this environment's python (a real-user
+            # install): parsed here instead, Galaxy's parser and all.
+            log.warning("%s; the tools are parsed in this process", exc)
+            return load_toolbox(tool_path, tool_config_file)
         if parsed.error is not None:
             raise ToolError(parsed.error)
         _write(cache, tool_path, tool_config_file, parsed)
@@ -113,7 +123,9 @@ def _parse_in_child(tool_path: str, tool_config_file: str | None) -> _Parsed:
         # stderr is the server's: the child logs each broken wrapper there, as before.
         done = subprocess.run(argv, stdout=subprocess.PIPE, env=env, timeout=TIMEOUT_SECONDS,
                               check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except OSError as exc:
+        raise _NoChild(f"no child process could read the tools ({argv[0]}: {exc})") from None
+    except subprocess.TimeoutExpired as exc:
         raise ToolError(f"the tools under {tool_path} could not be read: {exc}") from None
     if done.returncode != 0:
         raise ToolError(f"the tools under {tool_path} could not be read: {argv[0]} -m "
@@ -165,9 +177,8 @@ def fingerprint(tool_path: str, tool_config_file: str | None, roots: list[str]) 
 
 def main(argv: list[str]) -> int:
     """The child: parse, then write the _Parsed pickle to stdout."""
-    # By their importable names: run as __main__, this module's own classes would pickle
-    # as __main__.* and the parent could not read them.
-    from muleteer.tools.toolbox import load_toolbox
+    # By its importable name: run as __main__, this module's own class would pickle as
+    # __main__._Parsed and the parent could not read it.
     from muleteer.tools.toolbox_apart import _Parsed as Parsed
     # Warnings and errors only (a skipped wrapper is an error): Cheetah's lib2to3 says
     # a line per fixer at INFO.

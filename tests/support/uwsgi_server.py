@@ -103,7 +103,6 @@ class UwsgiServer:
                  "  shared-import: preload",  # as the shipped galaxy.yml
                  "  need-app: true", "  master: true", f"  processes: {processes}", "  threads: 4",
                  "  enable-threads: true", f"  http: 127.0.0.1:{self.port}", "  http-keepalive: 1",
-                 "  http-buffer-size: 65536",
                  # As the shipped galaxy.yml: no limit-post (the app answers a body over
                  # max_request_body with a JSON 413); Expect: 100-continue answered at once.
                  "  buffer-size: 16384", "  post-buffering: 65536", "  http-manage-expect: 1",

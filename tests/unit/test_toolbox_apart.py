@@ -92,3 +92,13 @@ def test_a_server_process_never_imports_galaxys_parser(tool_path, tmp_path):
                               cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "[]"
+
+
+def test_without_a_child_python_the_tools_are_parsed_here(tool_path, tmp_path, monkeypatch,
+                                                          caplog):
+    """A server account that may not run the environment's python (a real-user install
+    with the interpreter under /root): the toolbox is still loaded, with a warning."""
+    monkeypatch.setattr(toolbox_apart, "_python", lambda: str(tmp_path / "no-such-python"))
+    toolbox = toolbox_apart.load_toolbox_apart(str(tool_path), None, str(tmp_path / "database"))
+    assert toolbox.get("one").name == "One"
+    assert "the tools are parsed in this process" in caplog.text
