@@ -8,8 +8,8 @@ kept in database/toolbox.cache with a fingerprint of the files it came from: the
 processes of the same server, and the next start, read it instead of parsing again.
 
 The fingerprint covers the tool_conf file, every file under tool_path and under each
-loaded wrapper's directory, and the files beside that directory (a `../macros.xml`); a
-file changed anywhere in there is parsed again. The cache is the server's own file in its
+loaded wrapper's directory, and the XML files beside that directory (a `../macros.xml`);
+a file changed anywhere in there is parsed again. The cache is the server's own file in its
 0700 database directory, written whole (a temporary name, then a rename).
 """
 from __future__ import annotations
@@ -168,9 +168,9 @@ def fingerprint(tool_path: str, tool_config_file: str | None, roots: list[str]) 
             beside = sorted(os.listdir(parent))
         except OSError:
             beside = []
-        for name in beside:
+        for name in beside:  # XML only: a server's log may well lie beside its tools
             path = os.path.join(parent, name)
-            if os.path.isfile(path):
+            if name.endswith(".xml") and os.path.isfile(path):
                 add(path)
     return digest.hexdigest()
 

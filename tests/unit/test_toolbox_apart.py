@@ -102,3 +102,15 @@ def test_without_a_child_python_the_tools_are_parsed_here(tool_path, tmp_path, m
     toolbox = toolbox_apart.load_toolbox_apart(str(tool_path), None, str(tmp_path / "database"))
     assert toolbox.get("one").name == "One"
     assert "the tools are parsed in this process" in caplog.text
+
+
+def test_a_log_beside_the_tools_does_not_invalidate_the_cache(tool_path, tmp_path, monkeypatch):
+    """Only XML beside a wrapper's folder is watched: a server's log there (the test
+    servers write theirs beside their tools) changes all the time."""
+    cache_dir = str(tmp_path / "database")
+    log_file = tool_path.parent / "uwsgi.log"
+    log_file.write_text("started\n")
+    toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir)
+    log_file.write_text("started\na request\n")
+    monkeypatch.setattr(toolbox_apart, "_parse_in_child", no_child)
+    assert toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir).get("one").name == "One"
