@@ -56,7 +56,7 @@ class Claims:
         else:
             now = utcnow()
             with self.engine.begin() as conn:
-                claimed = self._claimed(conn, prepared.claim_one(), prepared.params(
+                claimed = self._claimed(conn, prepared.CLAIM_ONE, prepared.params(
                     dict(handler=handler_name, queued_time=now, update_time=now),
                     id=job_id, tags=list(tags), now=now), handler_name, now)
         return claimed[0] if claimed else None

@@ -3,40 +3,18 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select
 
-from muleteer.job import JobState
 from muleteer.job_metrics.values import MAX_NAME, JobMetric
-from muleteer.models import job, job_metric_numeric, job_metric_text
+from muleteer.models import job_metric_numeric, job_metric_text
 
-# A job's metrics are written as its end is recorded: while a handler still holds it.
-_ENDING = (JobState.QUEUED, JobState.RUNNING, JobState.DELETING)
 # Built once (see store/prepared.py): written for every job that ends.
-_HOLD_ENDING = update(job).where(
-    job.c.id == bindparam("w_id"), job.c.lease == bindparam("w_lease"),
-    job.c.state.in_([str(s) for s in _ENDING])).values(lease=job.c.lease)
 _FORGET = [delete(table).where(table.c.job_id == bindparam("w_id"))
            for table in (job_metric_numeric, job_metric_text)]
 _INSERT_NUMERIC, _INSERT_TEXT = insert(job_metric_numeric), insert(job_metric_text)
 
 
 class JobMetricRecords:
-    def record_metrics(self, job_id: int, lease: int, metrics: Sequence[JobMetric]) -> bool:
-        """Replace the job's metrics with `metrics`, in one transaction, while the job is
-        still this handler's under `lease` and not ended; False (nothing written) if not.
-        Recording a job's end twice (a recovering handler) leaves one set, not two."""
-        return self._retrying(self._record_metrics, job_id, lease, list(metrics))
-
-    def _record_metrics(self, job_id, lease, metrics):
-        with self.engine.begin() as conn:
-            # A write first: it locks the job's row (and SQLite's database), so two
-            # handlers recording the same end one after the other never both insert.
-            held = conn.execute(_HOLD_ENDING, {"w_id": job_id, "w_lease": lease}).rowcount
-            if not held:
-                return False
-            self._write_metrics(conn, job_id, metrics)
-        return True
-
     @staticmethod
     def _write_metrics(conn, job_id, metrics: Sequence[JobMetric]) -> None:
         """Replace the job's metrics, in `conn`'s transaction, which holds the job (the end

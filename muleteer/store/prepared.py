@@ -58,15 +58,13 @@ def update_job(with_lease: bool, columns: tuple):
     return update(job).where(*where).values(**set_values(columns))
 
 
-@functools.lru_cache(maxsize=None)
-def claim_one():
-    """Take one new job sent to one of w_tags, ready (past its not_before), nobody's yet."""
-    ready = or_(job.c.not_before.is_(None),
-                job.c.not_before <= bindparam("w_now", type_=job.c.not_before.type))
-    return (update(job)
-            .where(job.c.id == bindparam("w_id"),
-                   job.c.handler_tag.in_(bindparam("w_tags", expanding=True)),
-                   job.c.state == JobState.NEW, job.c.handler.is_(None), ready)
-            .values(state=JobState.QUEUED, lease=job.c.lease + 1,
-                    **set_values(("handler", "queued_time", "update_time")))
-            .returning(*job.c))
+# Take one new job sent to one of w_tags, ready (past its not_before), nobody's yet.
+CLAIM_ONE = (update(job)
+             .where(job.c.id == bindparam("w_id"),
+                    job.c.handler_tag.in_(bindparam("w_tags", expanding=True)),
+                    job.c.state == JobState.NEW, job.c.handler.is_(None),
+                    or_(job.c.not_before.is_(None),
+                        job.c.not_before <= bindparam("w_now", type_=job.c.not_before.type)))
+             .values(state=JobState.QUEUED, lease=job.c.lease + 1,
+                     **set_values(("handler", "queued_time", "update_time")))
+             .returning(*job.c))

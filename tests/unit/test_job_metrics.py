@@ -358,18 +358,21 @@ def test_shown_has_galaxys_fields_titles_and_safety(tmp_path):
 
 # -- the store --------------------------------------------------------------------------
 def test_the_store_replaces_a_jobs_metrics_in_one_go_while_its_handler_holds_it(store, make_job):
+    """Metrics are written with the state change that carries them, under its lease: the
+    job's earlier ones replaced, nothing written for an end not recorded."""
     job = store.claim_job(make_job().id, "h", ["default"])
     first = [JobMetric("core", "runtime_seconds", 1.5), JobMetric("hostname", "hostname", "n1"),
              JobMetric("cgroup", "memory.peak", 2.0 ** 40)]
-    assert store.record_metrics(job.id, job.lease, first)
-    assert store.record_metrics(job.id, job.lease, first)  # the end recorded twice: one set
+    assert store.transition(job.id, JobState.RUNNING, lease=job.lease, metrics=first)
     assert store.job_metrics(job.id) == [first[0], first[2], first[1]]
     again = [JobMetric("core", "runtime_seconds", 2.0)]
-    assert store.record_metrics(job.id, job.lease, again)
-    assert store.job_metrics(job.id) == again
-    assert not store.record_metrics(job.id, job.lease + 1, first)  # another handler's lease
-    store.transition(job.id, JobState.OK, lease=job.lease)
-    assert not store.record_metrics(job.id, job.lease, first)  # ended: recorded already
+    # another handler's lease: neither the end nor its metrics
+    assert store.transition(job.id, JobState.OK, lease=job.lease + 1, metrics=first) is None
+    assert store.job_metrics(job.id) == [first[0], first[2], first[1]]
+    assert store.transition(job.id, JobState.OK, lease=job.lease, metrics=again)
+    assert store.job_metrics(job.id) == again  # replaced, not added to
+    # the end recorded twice (a recovering handler): refused, one set
+    assert store.transition(job.id, JobState.OK, lease=job.lease, metrics=first) is None
     assert store.job_metrics(job.id) == again
     assert store.job_metrics(make_job().id) == []
 
