@@ -174,7 +174,9 @@ class JobFiles:
                 f'{{ read -r -a stat < /proc/$$/stat; '
                 f': > {shlex.quote(os.path.join(where, NOT_STARTED))}.${{stat[5]}}; exit 75; }}',
                 f"exec {gate_fd}<&-" if gate_fd else "exec </dev/null"]
-        lines.append(f"echo $$ > {shlex.quote(os.path.join(where, PID))}")
+        else:  # a gated job's pid is recorded before its go (a file costs a job more than
+            # all its shell lines: creating one is most of a trivial job's script)
+            lines.append(f"echo $$ > {shlex.quote(os.path.join(where, PID))}")
         if config.umask is not None:
             lines.append(f"umask {config.umask:03o}")
         if private_tmp:
@@ -209,7 +211,10 @@ class JobFiles:
             f") > {STDOUT} 2> {STDERR} < /dev/null",
             "rc=$?",
             *after,
-            f"echo $rc > {EXIT_CODE}.tmp && mv -f {EXIT_CODE}.tmp {EXIT_CODE}",
+            # One write of a few bytes: a reader sees the code whole or an empty file, which
+            # it takes as not written yet (JobFiles.exit_code). A rename would cost an `mv`
+            # process, most of what a trivial job's script costs.
+            f"echo $rc > {EXIT_CODE}",
             "exit $rc",
             "",
         ]
@@ -348,7 +353,8 @@ class JobFiles:
 
     def exit_code(self, wait: float = 0.0) -> int | None:
         """The exit code the script wrote, waiting up to `wait` seconds for the file:
-        a shared filesystem can show it late."""
+        a shared filesystem can show it late. An empty file is one being written (or
+        whose writer was killed at that moment): not an exit code."""
         deadline = time.monotonic() + wait
         delay = 0.05
         while True:

@@ -280,7 +280,7 @@ def wrapper_script(plan: WrapperPlan) -> str:
         "    put \"$file\" || { status=1; break; }",
         f"done < <(find . \\( -path ./{INPUTS} -o -path ./{TOOL} -o -path ./{TMP} "
         f"-o -path ./{CONFIGS} \\) -prune -o -type f ! -path ./{EXIT_CODE} "
-        f"! -path ./{EXIT_CODE}.tmp ! -path ./{SCRIPT} ! -path ./pid ! -path ./{STAGING_LOG} -print0)",
+        f"! -path ./{SCRIPT} ! -path ./pid ! -path ./{STAGING_LOG} -print0)",
         "(( status == 0 )) && log \"uploaded $count files in $(elapsed \"$started\") s\"",
         f"if (( status == 0 )) && [ -f {EXIT_CODE} ]; then",
         f"    put {STAGING_LOG} || status=1",

@@ -47,17 +47,16 @@ FIFO_STDOUT_TOOL = """<tool id="fifo_stdout" name="FIFO stdout" version="1.0.0">
     <command>rm -f stdout stderr; mkfifo stdout; mknod stderr c 1 5 2>/dev/null || ln -s /dev/zero stderr</command>
 </tool>"""
 
-# The job script ends `echo $rc > exit_code.tmp && mv -f exit_code.tmp exit_code`: a link
-# put in place of exit_code.tmp is written through (the job's own doing, to its own decoy)
-# and then moved to exit_code, so exit_code is a link the server must not follow.
+# The job script ends `echo $rc > exit_code`: a link put in place of exit_code is written
+# through (the job's own doing, to its own decoy) and stays, a link the server must not follow.
 EXIT_LINK_TOOL = """<tool id="exit_link" name="exit_code a link" version="1.0.0">
-    <command>ln -s {decoy} exit_code.tmp</command>
+    <command>ln -s {decoy} exit_code</command>
 </tool>"""
 
-# A FIFO in place of exit_code.tmp: the script blocks itself opening it for writing (no
+# A FIFO in place of exit_code: the script blocks itself opening it for writing (no
 # reader, ever). The job hangs by its own hand; the handler and the server must not.
-EXIT_FIFO_TMP_TOOL = """<tool id="exit_fifo_tmp" name="exit_code.tmp a FIFO" version="1.0.0">
-    <command>mkfifo exit_code.tmp</command>
+EXIT_FIFO_TOOL = """<tool id="exit_fifo" name="exit_code a FIFO" version="1.0.0">
+    <command>mkfifo exit_code</command>
 </tool>"""
 
 # After the script has written exit_code and exited, a process the job left behind
@@ -100,7 +99,7 @@ def server(root_dir):
         "steal_key.xml": STEAL_KEY_TOOL.format(key=os.path.join(database, "secret_key")),
         "fifo_stdout.xml": FIFO_STDOUT_TOOL,
         "exit_link.xml": EXIT_LINK_TOOL.format(decoy=decoy),
-        "exit_fifo_tmp.xml": EXIT_FIFO_TMP_TOOL,
+        "exit_fifo.xml": EXIT_FIFO_TOOL,
         "late_swap_fifo.xml": LATE_SWAP_TOOL.format(kind="fifo", swap="mkfifo exit_code"),
         "late_swap_link.xml": LATE_SWAP_TOOL.format(kind="link", swap="ln -s /etc/passwd exit_code"),
         "fifo_output.xml": FIFO_OUTPUT_TOOL,
@@ -361,9 +360,9 @@ def test_an_exit_code_replaced_after_the_job_ends_hangs_nothing(server, user):
 
 def test_a_job_blocked_on_its_own_fifo_exit_code_can_be_cancelled(server, user):
     api, browser = user
-    job_id = submit_as(server, api, "exit_fifo_tmp")
+    job_id = submit_as(server, api, "exit_fifo")
     wait_state(server, job_id, ("running", "ok", "error"))
-    time.sleep(3)  # the script is now blocked opening exit_code.tmp for writing
+    time.sleep(3)  # the script is now blocked opening exit_code for writing
     assert_still_serving(server)
     assert browser.get(f"{server.url}/jobs/{job_id}", timeout=30).status_code == 200
     if server.job(job_id)["state"] == "running":

@@ -3,6 +3,7 @@ handler adopted it while this one was paused or cut off) touches none of its fil
 nothing, and records nothing; and a handler is declared silent only by observers that could
 write their own heartbeats the whole time."""
 import os
+from types import SimpleNamespace
 
 from muleteer.job import JobState
 from mules.handler_loop import JobHandler, QueueInbox
@@ -176,3 +177,26 @@ def test_a_handler_that_died_between_running_and_go_gets_its_job_started_again(
     assert row.state == JobState.OK, row.info
     assert marker.read_text() == "once\n"
     assert JobState.QUEUED in [h["state"] for h in local_ctx.store.history(job.id)][3:]
+
+
+def test_an_exit_code_is_read_whole_or_not_at_all(tmp_path):
+    # The script writes it with one `echo $rc > exit_code`: a reader may find the file
+    # created and still empty, which is not an exit code yet.
+    files = JobFiles(str(tmp_path / "jobs" / "000" / "2"))
+    files.create()
+    open(files.path("exit_code"), "w").close()
+    assert files.exit_code() is None
+    with open(files.path("exit_code"), "w") as fh:
+        fh.write("137\n")
+    assert files.exit_code() == 137
+
+
+def test_a_gated_script_leaves_its_pid_to_the_database(tmp_path):
+    files = JobFiles(str(tmp_path / "jobs" / "000" / "3"))
+    files.create()
+    job = SimpleNamespace(id=3, tool_id="t", tool_version="1", command_line="true")
+    config = SimpleNamespace(umask=None, new_file_path=None, environment_setup_file=None)
+    gated = open(files.write_script(job, None, config, gated=True)).read()
+    assert "/pid" not in gated and "echo $rc > exit_code" in gated and " mv " not in gated
+    ungated = open(files.write_script(job, None, config)).read()
+    assert f"echo $$ > {files.path('pid')}" in ungated

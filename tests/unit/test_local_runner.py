@@ -67,10 +67,12 @@ def test_job_environment(local_ctx, start_runner, run_job, wait_state):
 
 
 def wait_running(wait_for, ctx, job_id):
-    """The job's row once it runs and its script has recorded its pid."""
+    """The job's row once it runs and its script is past its gate (the tool's subshell
+    has opened stdout)."""
     def started():
         row = ctx.store.get_job(job_id)
-        if row.state == JobState.RUNNING and JobFiles(row.working_directory or "/").pid():
+        files = JobFiles(row.working_directory or "/")
+        if row.state == JobState.RUNNING and files.is_regular("stdout"):
             return row
         return None
     return wait_for(started, what=f"job {job_id} to run")
@@ -84,7 +86,7 @@ def test_cancel_kills_the_whole_process_group(local_ctx, start_runner, run_job, 
     row = wait_running(wait_for, local_ctx, job.id)
     pgid = int(row.external_id)
     assert os.getpgid(pgid) == pgid  # the job leads its own process group
-    assert job_files(local_ctx, job.id).pid() == pgid
+    assert job_files(local_ctx, job.id).pid() is None  # gated: its pid is in the database only
 
     assert local_ctx.store.request_cancel(job.id) == JobState.DELETING
     runner.cancel(local_ctx.store.get_job(job.id))
