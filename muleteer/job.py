@@ -6,6 +6,7 @@ snapshot of its row: to learn what changed, ask the store again.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -91,7 +92,8 @@ class Job:
     @classmethod
     def from_row(cls, row) -> "Job":
         """A job from a row of the `job` table (a mapping); JSON columns parsed."""
-        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        row = dict(row)  # a RowMapping's lookups cost more than a dict's
+        values = {name: row[name] for name in _field_names(cls) if name in row}
         values["state"] = JobState(values["state"])
         values["params"] = json.loads(values.get("params") or "{}")
         values["resubmit"] = json.loads(values.get("resubmit") or "[]")
@@ -104,3 +106,8 @@ class Job:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))

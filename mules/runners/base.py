@@ -125,12 +125,14 @@ class BaseRunner:
         return JobLayout(files.directory, own_inputs=self.accounts is not None)
 
     def prepare(self, job: Job, destination, gated: bool = False,
-                before_hand_over=None) -> JobFiles:
+                before_hand_over=None, lease_checked: bool = False) -> JobFiles:
         """A new job directory with the job script, made only while this handler holds the
         job. The directory is recorded before it is made, so a directory that exists but
         that the job never recorded was made by something else: the job fails. A job that
-        runs as its real user gets its directory handed over last."""
-        self.check_lease(job)
+        runs as its real user gets its directory handed over last. `lease_checked`: the
+        caller has just read the job back and found it still this handler's."""
+        if not lease_checked:
+            self.check_lease(job)
         files = JobFiles(working_directory(self.ctx.config.job_working_directory, job.id))
         layout = self.layout(job, destination, files)
         account = None

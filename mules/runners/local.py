@@ -440,7 +440,7 @@ class LocalRunner(BaseRunner):
             return  # cancelled (deleted) while it waited for its cores
         logs = []  # opened before a real user gets the directory (we can't open it after)
         try:
-            files = self.prepare(job, destination, gated=True,
+            files = self.prepare(job, destination, gated=True, lease_checked=True,
                                  before_hand_over=lambda made: logs.append(made.open_log()))
         except BaseException:
             for fd in logs:
