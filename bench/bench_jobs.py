@@ -5,14 +5,16 @@
 Prints, for a trivial tool (noop):
   1. POST /api/jobs requests/s (several client processes, the jobs then run too);
   2. end to end: N jobs submitted at full speed, jobs/s from the first submit to the
-     last end, submit->running and submit->finished p50/p99 (server timestamps);
+     last end, submit->running and submit->finished p50/p99 (server timestamps), and the
+     CPU per job of the mules, their job scripts and the web workers (from /proc, when
+     the server runs on this machine);
   3. the same latencies paced at --rate jobs/s;
   4. the floors, with no server: fork+exec of /bin/true and the same job scripts, each
      launched by a plain Python loop (one loop, and one loop per core); then end to end as
      a ratio of the /bin/true floor per core (issue 15's target: at least 0.3) and of the
      job scripts' floor per core;
   5. lost or stuck jobs (must be 0), 5xx answers (must be 0), failed mule messages
-     (a full queue: those jobs were found by the sweep instead), handler RSS.
+     (a full queue: those jobs were found by the sweep instead), handler RSS and PSS.
 Run it on a quiet server: it waits until no job is active.
 """
 from __future__ import annotations
@@ -241,14 +243,57 @@ def floor(n, loops):
 def handler_stats(client):
     handlers = client.get("/api/handlers")["handlers"]
     failed = sum(h.get("messages_failed") or 0 for h in handlers)
-    rss = {}
+    memory = {}
     for h in handlers:
         try:
-            with open(f"/proc/{h['pid']}/status") as fh:
-                rss[h["name"]] = next(int(line.split()[1]) // 1024 for line in fh if line.startswith("VmRSS"))
-        except (OSError, StopIteration):
+            memory[h["name"]] = _memory_mb(h["pid"])
+        except (OSError, KeyError, ValueError):
             pass
-    return failed, rss
+    return failed, memory
+
+
+def _memory_mb(pid) -> tuple[int, int]:
+    """(RSS, PSS) in MB. uWSGI forks its workers and mules from a master that loaded the
+    code: RSS counts the pages they still share once in every process, PSS splits each
+    shared page among its sharers (the processes' PSS add up to what they all use)."""
+    values = {}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            name, _, rest = line.partition(":")
+            if name in ("Rss", "Pss"):
+                values[name] = int(rest.split()[0]) // 1024
+    return values["Rss"], values["Pss"]
+
+
+def cpu_ticks(client) -> dict:
+    """{handler name: (own CPU ticks, its waited-for children's)} of the handlers on this
+    machine (/proc/PID/stat); a mule's children are its job scripts."""
+    ticks = {}
+    for h in client.get("/api/handlers")["handlers"]:
+        try:
+            with open(f"/proc/{h['pid']}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, KeyError, TypeError):
+            continue
+        ticks[h["name"]] = (int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
+    return ticks
+
+
+def report_cpu(before: dict, after: dict, jobs: int) -> None:
+    """CPU per job by role over a run: steadier than a rate on a noisy machine."""
+    per_tick = 1000.0 / os.sysconf("SC_CLK_TCK") / max(jobs, 1)
+    mules = web = scripts = 0
+    for name, (own, children) in after.items():
+        if name not in before:
+            continue
+        own -= before[name][0]
+        if ".job-handlers." in name:
+            mules += own
+            scripts += children - before[name][1]
+        else:
+            web += own
+    print(f"  CPU per job: handlers (mules) {mules * per_tick:.1f} ms, their job scripts "
+          f"{scripts * per_tick:.1f} ms, web workers {web * per_tick:.1f} ms")
 
 
 def main():
@@ -281,10 +326,12 @@ def main():
     total_lost += check_outcome("those jobs", ids, fetch_jobs(client, ids))
     total_5xx += server_errors
 
+    ticks_before = cpu_ticks(client)
     ids, elapsed, errors, server_errors = submit_burst(args.url, args.n, args.tool, args.clients,
                                                        args.key)
     if not wait_quiet(client, args.timeout):
         print(f"  jobs still active after {args.timeout} s")
+    ticks_after = cpu_ticks(client)
     jobs = fetch_jobs(client, ids)
     ends = [ts(j["end_time"]) for j in jobs.values() if j["end_time"]]
     starts = [ts(j["create_time"]) for j in jobs.values()]
@@ -292,6 +339,7 @@ def main():
     print(f"2. Full load, {args.n} jobs: end to end {e2e:.0f} jobs/s "
           f"(submitting alone took {elapsed:.2f} s; {server_errors} 5xx)")
     report_latency("full load", list(jobs.values()))
+    report_cpu(ticks_before, ticks_after, len(ids))
     total_lost += check_outcome("full load", ids, jobs)
     total_5xx += server_errors
 
@@ -314,10 +362,11 @@ def main():
           f"{TARGET_OF_TRUE}: {'met' if ratio >= TARGET_OF_TRUE else 'NOT met'}); "
           f"end to end / job scripts' floor per core: {e2e / per_core:.2f}")
 
-    failed_after, rss = handler_stats(client)
+    failed_after, memory = handler_stats(client)
     print(f"5. Not ok: {total_lost} (must be 0); 5xx: {total_5xx} (must be 0); "
           f"mule messages that could not be sent (swept instead): {failed_after - failed_before}")
-    print("   RSS MB: " + ", ".join(f"{name} {mb}" for name, mb in sorted(rss.items())))
+    print("   RSS (PSS) MB: " + ", ".join(f"{name} {rss} ({pss})"
+                                        for name, (rss, pss) in sorted(memory.items())))
     return 1 if total_lost or total_5xx else 0
 
 
