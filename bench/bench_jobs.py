@@ -174,11 +174,17 @@ def latencies(jobs):
     return to_running, to_finish
 
 
-def report_latency(label, jobs):
+def report_latency(label, jobs, target_p99_ms: float | None = None):
     to_running, to_finish = latencies(jobs)
+    p99 = percentile(to_running, 99) * 1000
+    target = ""
+    if target_p99_ms is not None:
+        target = (f" (target: submit->running p99 < {target_p99_ms:.0f} ms: "
+                  f"{'met' if p99 < target_p99_ms else 'NOT met'})")
     print(f"  {label}: submit->running p50 {percentile(to_running, 50) * 1000:7.1f} ms  "
-          f"p99 {percentile(to_running, 99) * 1000:7.1f} ms | submit->finished "
-          f"p50 {percentile(to_finish, 50) * 1000:7.1f} ms  p99 {percentile(to_finish, 99) * 1000:7.1f} ms")
+          f"p99 {p99:7.1f} ms | submit->finished "
+          f"p50 {percentile(to_finish, 50) * 1000:7.1f} ms  p99 {percentile(to_finish, 99) * 1000:7.1f} ms"
+          f"{target}")
 
 
 def check_outcome(label, ids, jobs):
@@ -192,6 +198,8 @@ def check_outcome(label, ids, jobs):
 
 
 TARGET_OF_TRUE = 0.3  # issue 15: end to end at least 0.3 of the fork+exec floor per core
+TARGET_PACED_P99_MS = 10.0  # issue 15, at 100 jobs/s
+TARGET_MEMORY_MB = 60  # issue 15: each mule and web worker after the full-load run
 
 
 def _floor_loop(scripts):
@@ -347,7 +355,7 @@ def main():
     wait_quiet(client, args.timeout)
     jobs = fetch_jobs(client, ids)
     print(f"3. Paced at {args.rate:.0f} jobs/s, {args.paced_n} jobs:")
-    report_latency("paced", list(jobs.values()))
+    report_latency("paced", list(jobs.values()), TARGET_PACED_P99_MS)
     total_lost += check_outcome("paced", ids, jobs)
     total_5xx += server_errors
 
@@ -367,6 +375,12 @@ def main():
           f"mule messages that could not be sent (swept instead): {failed_after - failed_before}")
     print("   RSS (PSS) MB: " + ", ".join(f"{name} {rss} ({pss})"
                                         for name, (rss, pss) in sorted(memory.items())))
+    if memory:
+        def verdict(values):
+            return "met" if max(values) < TARGET_MEMORY_MB else "NOT met"
+        print(f"   (target: each under {TARGET_MEMORY_MB} MB: RSS "
+              f"{verdict([m[0] for m in memory.values()])}, PSS "
+              f"{verdict([m[1] for m in memory.values()])})")
     return 1 if total_lost or total_5xx else 0
 
 
