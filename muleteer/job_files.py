@@ -174,8 +174,8 @@ class JobFiles:
                 f'{{ read -r -a stat < /proc/$$/stat; '
                 f': > {shlex.quote(os.path.join(where, NOT_STARTED))}.${{stat[5]}}; exit 75; }}',
                 f"exec {gate_fd}<&-" if gate_fd else "exec </dev/null"]
-        else:  # a gated job's pid is recorded before its go (a file costs a job more than
-            # all its shell lines: creating one is most of a trivial job's script)
+        else:  # a gated job's pid is in the database before its go: no pid file (on some
+            # filesystems creating a file costs a job more than all its shell lines)
             lines.append(f"echo $$ > {shlex.quote(os.path.join(where, PID))}")
         if config.umask is not None:
             lines.append(f"umask {config.umask:03o}")
@@ -213,7 +213,7 @@ class JobFiles:
             *after,
             # One write of a few bytes: a reader sees the code whole or an empty file, which
             # it takes as not written yet (JobFiles.exit_code). A rename would cost an `mv`
-            # process, most of what a trivial job's script costs.
+            # process: more than half of a trivial job's script.
             f"echo $rc > {EXIT_CODE}",
             "exit $rc",
             "",
