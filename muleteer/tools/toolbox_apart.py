@@ -54,7 +54,9 @@ def load_toolbox_apart(tool_path: str, tool_config_file: str | None,
     tool_config_file = os.path.abspath(tool_config_file) if tool_config_file else None
     os.makedirs(cache_directory, mode=0o700, exist_ok=True)
     cache = os.path.join(cache_directory, CACHE_NAME)
-    with open(cache + ".lock", "a") as lock:
+    lock_fd = os.open(cache + ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      0o600)
+    with os.fdopen(lock_fd, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         cached = _read(cache, tool_path, tool_config_file)
         if cached is not None:
@@ -74,8 +76,21 @@ def load_toolbox_apart(tool_path: str, tool_config_file: str | None,
 
 def _read(cache: str, tool_path: str, tool_config_file: str | None) -> Toolbox | None:
     try:
-        with open(cache, "rb") as fh:
-            entry = pickle.load(fh)  # our own file, in the server's 0700 directory
+        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a link in its place
+        log.warning("toolbox cache %s not used: %s", cache, exc)
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            # Unpickling runs code: only a file this account wrote and nobody else may change.
+            if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+                log.warning("toolbox cache %s not used: not this account's own private file",
+                            cache)
+                return None
+            entry = pickle.load(fh)
     except FileNotFoundError:
         return None
     except Exception as exc:  # a cache from another version, or cut short: parse again

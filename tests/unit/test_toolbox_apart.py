@@ -41,6 +41,7 @@ def test_the_child_parses_the_cache_serves_the_next_process(tool_path, tmp_path,
     assert toolbox.get("one").name == "One" and toolbox.errors == []
     cache = os.path.join(cache_dir, toolbox_apart.CACHE_NAME)
     assert os.stat(cache).st_mode & 0o077 == 0
+    assert os.stat(cache + ".lock").st_mode & 0o077 == 0
     monkeypatch.setattr(toolbox_apart, "_parse_in_child", no_child)
     assert toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir).get("one").name == "One"
 
@@ -114,3 +115,22 @@ def test_a_log_beside_the_tools_does_not_invalidate_the_cache(tool_path, tmp_pat
     log_file.write_text("started\na request\n")
     monkeypatch.setattr(toolbox_apart, "_parse_in_child", no_child)
     assert toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir).get("one").name == "One"
+
+
+def test_a_cache_others_may_write_or_a_link_is_not_unpickled(tool_path, tmp_path, monkeypatch):
+    """Unpickling runs code: a cache file another account could have changed, or a link in
+    its place, is parsed again instead of read."""
+    cache_dir = str(tmp_path / "database")
+    toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir)
+    cache = os.path.join(cache_dir, toolbox_apart.CACHE_NAME)
+    parsed = []
+    real = toolbox_apart._parse_in_child
+    monkeypatch.setattr(toolbox_apart, "_parse_in_child",
+                        lambda *args: parsed.append(1) or real(*args))
+    os.chmod(cache, 0o666)
+    assert toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir).get("one")
+    assert parsed == [1] and os.stat(cache).st_mode & 0o077 == 0  # written again, private
+    os.rename(cache, cache + ".elsewhere")
+    os.symlink(cache + ".elsewhere", cache)
+    assert toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir).get("one")
+    assert parsed == [1, 1]
