@@ -261,9 +261,10 @@ def handler_stats(client):
 
 
 def _memory_mb(pid) -> tuple[int, int]:
-    """(RSS, PSS) in MB. uWSGI forks its workers and mules from a master that loaded the
-    code: RSS counts the pages they still share once in every process, PSS splits each
-    shared page among its sharers (the processes' PSS add up to what they all use)."""
+    """(RSS, PSS) in MB. uWSGI forks its workers and mules from a master that imported the
+    libraries (preload.py): RSS counts the pages they still share once in every process,
+    PSS splits each shared page among its sharers (the processes' PSS add up to what they
+    all use)."""
     values = {}
     with open(f"/proc/{pid}/smaps_rollup") as fh:
         for line in fh:
