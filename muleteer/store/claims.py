@@ -55,10 +55,11 @@ class Claims:
             claimed = self._claim_under_limits(handler_name, tags, 1, limits, job_id=job_id)
         else:
             now = utcnow()
-            with self.engine.begin() as conn:
-                claimed = self._claimed(conn, prepared.CLAIM_ONE, prepared.params(
+            with self.driver.transaction() as cursor:
+                rows = cursor.execute(prepared.CLAIM_ONE, prepared.params(
                     dict(handler=handler_name, queued_time=now, update_time=now),
-                    id=job_id, tags=list(tags), now=now), handler_name, now)
+                    id=job_id, tags=list(tags), now=now))
+                claimed = self._record_claims(cursor, rows, handler_name, now)
         return claimed[0] if claimed else None
 
     def _claim_under_limits(self, handler_name, tags, limit, limits: Limits,
@@ -125,19 +126,19 @@ class Claims:
                     .values(state=JobState.QUEUED, handler=handler_name, queued_time=now,
                             update_time=now, lease=job.c.lease + 1)
                     .returning(*job.c))
-            return self._claimed(conn, stmt, {}, handler_name, now)
+            return self._record_claims(conn, conn.execute(stmt).mappings().all(), handler_name, now)
 
     @staticmethod
-    def _claimed(conn, stmt, parameters, handler_name, now) -> list[Job]:
-        """Run a claiming UPDATE ... RETURNING and record each claimed job's history."""
+    def _record_claims(conn, rows, handler_name, now) -> list[Job]:
+        """The jobs a claiming UPDATE ... RETURNING gave, each one's history recorded (on a
+        SQLAlchemy connection or a driver cursor: both execute a list of rows)."""
         # Oldest first: RETURNING has no order on PostgreSQL.
-        rows = sorted((Job.from_row(r) for r in conn.execute(stmt, parameters).mappings().all()),
-                      key=lambda r: r.id)
-        if rows:
+        claimed = sorted((Job.from_row(r) for r in rows), key=lambda r: r.id)
+        if claimed:
             conn.execute(prepared.HISTORY_INSERT, [
                 dict(job_id=r.id, state=JobState.QUEUED, handler=handler_name, create_time=now)
-                for r in rows])
-        return rows
+                for r in claimed])
+        return claimed
 
     def adopt_orphans(self, handler_name: str, tags, silent: dict) -> list[Job]:
         """Take over the unfinished jobs, sent to one of `tags`, of the handlers in `silent`

@@ -18,6 +18,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from muleteer.store.driver import DriverStatements
+
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 log = logging.getLogger(__name__)
 # A handler's report of what a job did is retried while the database is locked or away,
@@ -73,6 +75,7 @@ class Database:
         self.engine = create_engine(self.url, **options)
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.driver = DriverStatements(self.engine)  # the per-job statements' fast path
 
     @property
     def dialect(self) -> str:

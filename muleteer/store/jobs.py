@@ -100,9 +100,8 @@ class JobRecords:
         """The job's row; `retry` (a handler reading to decide): retried while the database
         is away, so a busy database never decides a job's fate."""
         def read():
-            with self.engine.connect() as conn:
-                row = conn.execute(prepared.JOB_BY_ID, {"w_id": job_id}).mappings().first()
-            return Job.from_row(row) if row else None
+            rows = self.driver.read(prepared.JOB_BY_ID, {"w_id": job_id})
+            return Job.from_row(rows[0]) if rows else None
         return self._retrying(read) if retry else read()
 
     # The list's `total` is counted up to this many jobs: counting an owner's 300,000 jobs on
@@ -196,16 +195,16 @@ class JobRecords:
             values["info"] = info
         stmt = prepared.transition(state, tuple(sorted(from_states)), lease is not None,
                                    tuple(sorted(values)))
-        with self.engine.begin() as conn:
-            row = conn.execute(stmt, prepared.params(values, id=job_id, lease=lease)
-                               ).mappings().first()
-            if row is None:
+        with self.driver.transaction() as cursor:
+            rows = cursor.execute(stmt, prepared.params(values, id=job_id, lease=lease))
+            if not rows:
                 return None
-            conn.execute(prepared.HISTORY_INSERT, dict(
+            row = rows[0]
+            cursor.execute(prepared.HISTORY_INSERT, dict(
                 job_id=job_id, state=row["state"], handler=handler or row["handler"],
                 info=info, create_time=now))
             if metrics:
-                self._write_metrics(conn, job_id, metrics)
+                self._write_metrics(cursor, job_id, metrics)
         return Job.from_row(row)
 
     def update_job(self, job_id: int, lease: int | None = None, **values) -> bool:
@@ -214,19 +213,17 @@ class JobRecords:
         def write():
             changes = dict(values, update_time=utcnow())
             stmt = prepared.update_job(lease is not None, tuple(sorted(changes)))
-            with self.engine.begin() as conn:
-                return conn.execute(stmt, prepared.params(changes, id=job_id, lease=lease)
-                                    ).rowcount > 0
+            with self.driver.transaction() as cursor:
+                cursor.execute(stmt, prepared.params(changes, id=job_id, lease=lease))
+                return cursor.rowcount > 0
         return write() if lease is None else self._retrying(write)
 
     def holds(self, job_id: int, lease: int, handler_name: str) -> bool:
         """Whether `handler_name` still holds the job under `lease`: asked before a handler
         touches a job's files or starts it."""
         def read():
-            with self.engine.connect() as conn:
-                return conn.execute(prepared.HOLDS, {"w_id": job_id, "w_lease": lease,
-                                                     "w_handler": handler_name}
-                                    ).first() is not None
+            return bool(self.driver.read(prepared.HOLDS, {"w_id": job_id, "w_lease": lease,
+                                                          "w_handler": handler_name}))
         return self._retrying(read)
 
     def held(self, handler_name: str, jobs: dict[int, int]) -> set[int]:
