@@ -38,6 +38,13 @@ def compile_statement(stmt, dialect, column_keys: Sequence[str] = (),
     """Compile `stmt` for `dialect`. `column_keys`: the columns an INSERT is given;
     `lengths`: how many items each list parameter (an expanding IN) has."""
     lengths = lengths or {}
+    if getattr(stmt, "is_insert", False):
+        # SQLAlchemy fills a column's Python-side default as it executes; the cursor won't.
+        missing = [c.key for c in stmt.table.columns
+                   if c.default is not None and c.key not in column_keys]
+        if missing:
+            raise ValueError(f"INSERT INTO {stmt.table.name} on the driver's cursor must be "
+                             f"given {', '.join(missing)} (their defaults are Python-side)")
     compiled = stmt.compile(dialect=dialect, column_keys=list(column_keys) or None)
     expanding = tuple(name for name, bind in compiled.binds.items() if bind.expanding
                       and name in lengths)

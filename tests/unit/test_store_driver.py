@@ -105,3 +105,10 @@ def test_a_dead_postgresql_connection_is_dropped_and_the_next_statement_runs():
         assert claimed.state == JobState.QUEUED
     finally:
         store.engine.dispose()
+
+
+def test_an_insert_that_would_need_a_python_side_default_is_refused(store):
+    from sqlalchemy import insert
+    with pytest.raises(ValueError, match="attempt"):
+        with store.driver.transaction() as cursor:
+            cursor.execute(insert(job), {"tool_id": "t"})
