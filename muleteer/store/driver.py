@@ -88,10 +88,16 @@ class DriverStatements:
         self.dialect = engine.dialect
         self._compiled: dict = {}
 
+    # Statements are meant to be built once (store/prepared.py); one built per call would
+    # otherwise grow this cache without end.
+    CACHE_SIZE = 512
+
     def compiled(self, stmt, column_keys=(), lengths: tuple = ()) -> Compiled:
         key = (stmt, tuple(column_keys), lengths)
         found = self._compiled.get(key)
         if found is None:
+            if len(self._compiled) >= self.CACHE_SIZE:
+                self._compiled.clear()
             found = self._compiled[key] = compile_statement(stmt, self.dialect, column_keys,
                                                             dict(lengths))
         return found

@@ -112,3 +112,11 @@ def test_an_insert_that_would_need_a_python_side_default_is_refused(store):
     with pytest.raises(ValueError, match="attempt"):
         with store.driver.transaction() as cursor:
             cursor.execute(insert(job), {"tool_id": "t"})
+
+
+def test_statements_built_per_call_do_not_grow_the_cache_without_end(store, make_job):
+    made = make_job("a")
+    for _ in range(store.driver.CACHE_SIZE + 10):
+        assert store.driver.read(select(job.c.id).where(job.c.id == made.id), {}) == [
+            {"id": made.id}]
+    assert len(store.driver._compiled) <= store.driver.CACHE_SIZE
