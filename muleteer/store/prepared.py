@@ -3,7 +3,8 @@
 Building a SQLAlchemy statement costs more than running it on SQLite: reading a job's row
 took 0.44 ms of CPU built per call and 0.16 ms built once (the statement and its cache key
 are made once; only the parameters change). A handler runs about a dozen per job, so the
-hot ones are built here, each with its parameters as bindparams:
+hot ones are built here (and run by store/driver.py on the driver's cursor), each with its
+parameters as bindparams:
   w_* : values in the WHERE clause (never a column's name: an UPDATE executed with a
         parameter named like a column would also SET that column);
   v_* : values SET or inserted, typed as their column (a datetime stays a datetime).
