@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import pickle
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -54,8 +55,9 @@ def load_toolbox_apart(tool_path: str, tool_config_file: str | None,
     tool_config_file = os.path.abspath(tool_config_file) if tool_config_file else None
     os.makedirs(cache_directory, mode=0o700, exist_ok=True)
     cache = os.path.join(cache_directory, CACHE_NAME)
-    lock_fd = os.open(cache + ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o600)
+    # O_NONBLOCK: a FIFO in its place fails the open (ENXIO) instead of hanging start-up.
+    lock_fd = os.open(cache + ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                      | os.O_CLOEXEC, 0o600)
     with os.fdopen(lock_fd, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         cached = _read(cache, tool_path, tool_config_file)
@@ -76,7 +78,7 @@ def load_toolbox_apart(tool_path: str, tool_config_file: str | None,
 
 def _read(cache: str, tool_path: str, tool_config_file: str | None) -> Toolbox | None:
     try:
-        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:  # a link in its place
@@ -86,7 +88,8 @@ def _read(cache: str, tool_path: str, tool_config_file: str | None) -> Toolbox |
         with os.fdopen(fd, "rb") as fh:
             info = os.fstat(fh.fileno())
             # Unpickling runs code: only a file this account wrote and nobody else may change.
-            if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid()
+                    or info.st_mode & 0o022):
                 log.warning("toolbox cache %s not used: not this account's own private file",
                             cache)
                 return None

@@ -2,8 +2,10 @@
 (muleteer/tools/toolbox_apart.py): a real child python, a cache that is used only while
 every file it came from is unchanged."""
 import os
+import stat
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -134,3 +136,43 @@ def test_a_cache_others_may_write_or_a_link_is_not_unpickled(tool_path, tmp_path
     os.symlink(cache + ".elsewhere", cache)
     assert toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir).get("one")
     assert parsed == [1, 1]
+
+
+
+def load_unless_it_hangs(tool_path, cache_dir, fifo):
+    """load_toolbox_apart's toolbox or the error it raised; the test fails (and the FIFO is
+    opened from the other end, to free the thread) if it waits on `fifo`."""
+    outcome = []
+
+    def load():
+        try:
+            outcome.append(toolbox_apart.load_toolbox_apart(str(tool_path), None, cache_dir))
+        except OSError as exc:
+            outcome.append(exc)
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():
+        fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # the other end: its open returns
+        worker.join(10)
+        os.close(fd)
+        pytest.fail(f"loading the toolbox waited on the FIFO {fifo}")
+    return outcome[0]
+
+
+def test_a_fifo_in_place_of_the_cache_is_parsed_past_not_waited_on(tool_path, tmp_path):
+    cache_dir = str(tmp_path / "database")
+    os.makedirs(cache_dir, mode=0o700)
+    cache = os.path.join(cache_dir, toolbox_apart.CACHE_NAME)
+    os.mkfifo(cache, 0o600)
+    toolbox = load_unless_it_hangs(tool_path, cache_dir, cache)
+    assert toolbox.get("one").name == "One"
+    assert stat.S_ISREG(os.lstat(cache).st_mode)  # written again, a file of its own
+
+
+def test_a_fifo_in_place_of_the_lock_is_an_error_not_a_hang(tool_path, tmp_path):
+    cache_dir = str(tmp_path / "database")
+    os.makedirs(cache_dir, mode=0o700)
+    lock = os.path.join(cache_dir, toolbox_apart.CACHE_NAME + ".lock")
+    os.mkfifo(lock, 0o600)
+    assert isinstance(load_unless_it_hangs(tool_path, cache_dir, lock), OSError)
