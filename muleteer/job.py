@@ -92,7 +92,8 @@ class Job:
     @classmethod
     def from_row(cls, row) -> "Job":
         """A job from a row of the `job` table (a mapping); JSON columns parsed."""
-        row = dict(row)  # a RowMapping's lookups cost more than a dict's
+        if not isinstance(row, dict):
+            row = dict(row)  # a RowMapping's lookups cost more than a dict's
         values = {name: row[name] for name in _field_names(cls) if name in row}
         values["state"] = JobState(values["state"])
         values["params"] = json.loads(values.get("params") or "{}")
