@@ -4,6 +4,7 @@ cgroup v1 memory controller of this machine (root)."""
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -129,11 +130,16 @@ def test_create_starts_afresh_and_remove_kills_what_is_left(cgroup):
     script = "\n".join(made.script_lines() + ["exec sleep 60"])
     left = subprocess.Popen(["/bin/bash", "-c", script])
     try:
-        for _ in range(200):
+        # Wait (bounded) until the child has joined: removing the cgroup before that
+        # would only test that a job cannot join a cgroup that is gone.
+        deadline = time.monotonic() + 20
+        while True:
             with open(os.path.join(made.path, "cgroup.procs")) as fh:
                 if str(left.pid) in fh.read().split():
                     break
-            left.poll()
+            assert left.poll() is None, f"the child ended ({left.returncode}) before joining"
+            assert time.monotonic() < deadline, "the child did not join the cgroup in 20 s"
+            time.sleep(0.01)
         made.remove()
         assert left.wait(timeout=10) == -9
     finally:
