@@ -84,10 +84,22 @@ class CorePool:
         self._withdrawn: set = set()
         self._cond = threading.Condition()
 
-    def take(self, job_id: int, slots: int) -> bool:
-        """Wait for `slots` cores; False if the job was withdrawn meanwhile."""
+    def enter(self, job_id: int) -> None:
+        """Take the job's place in line (then `take`, or `leave` if it will not run)."""
         with self._cond:
             self._waiting.append(job_id)
+
+    def leave(self, job_id: int) -> None:
+        """Give up the place in line of a job that will not `take` its cores."""
+        with self._cond:
+            if job_id in self._waiting:
+                self._waiting.remove(job_id)
+            self._withdrawn.discard(job_id)
+            self._cond.notify_all()
+
+    def take(self, job_id: int, slots: int) -> bool:
+        """Wait, in line, for `slots` cores; False if the job was withdrawn meanwhile."""
+        with self._cond:
             try:
                 while not (self._waiting[0] == job_id and self.free >= slots):
                     if job_id in self._withdrawn:
@@ -131,6 +143,7 @@ class LocalRunner(BaseRunner):
     def __init__(self, ctx, plugin, handler_name):
         super().__init__(ctx, plugin, handler_name)
         self._queue: queue.Queue = queue.Queue()
+        self._dequeue = threading.Lock()
         self._pids: dict[int, int] = {}  # job id -> pid (= process group) of running jobs
         self._watched: dict[int, tuple] = {}  # recovered jobs: job id -> (job, files, pid)
         self._held: dict[int, int] = {}  # recovered jobs: job id -> the cores they use
@@ -388,18 +401,27 @@ class LocalRunner(BaseRunner):
 
     def _work(self):
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
+            # Off the queue and into the line for cores as one step: otherwise two workers
+            # could enter the line in the other order than they took their jobs.
+            with self._dequeue:
+                item = self._queue.get()
+                if item is None:
+                    return
+                self.cores.enter(item[0].id)
             job, destination = item
             slots = 0
             try:
-                limits = self._limits(destination)
-                if limits.slots > self.cores.total:
-                    raise JobSetupError(
-                        f"destination {destination.id}: {local_limits.SLOTS}={limits.slots} is "
-                        f"more than the {self.cores.total} cores the local runner "
-                        f"{self.plugin.id!r} may use (its workers): the job could never start")
+                try:
+                    limits = self._limits(destination)
+                    if limits.slots > self.cores.total:
+                        raise JobSetupError(
+                            f"destination {destination.id}: {local_limits.SLOTS}={limits.slots} "
+                            f"is more than the {self.cores.total} cores the local runner "
+                            f"{self.plugin.id!r} may use (its workers): the job could never "
+                            "start")
+                except BaseException:
+                    self.cores.leave(job.id)
+                    raise
                 with self._lock:
                     self._waiting[job.id] = job
                 try:
