@@ -111,4 +111,5 @@ def test_a_bad_job_conf_yml_stops_start_up_naming_file_line_and_key(tmp_path):
     with pytest.raises(RuntimeError) as failure:
         srv.start(timeout=30)
     message = str(failure.value)
+    assert message.startswith("uWSGI exited with 1"), message  # stopped, not respawning
     assert "job_conf.yml, line 5: runners.local.workers: 'many'" in message, message

@@ -101,6 +101,7 @@ class UwsgiServer:
         mule_ids = ",".join(str(i) for i in range(1, mules + 1))
         lines = ["uwsgi:", "  module: wsgi:application", f"  pythonpath: {REPO}",
                  "  shared-import: preload",  # as the shipped galaxy.yml
+                 "  shared-import: preflight",
                  "  need-app: true", "  master: true", f"  processes: {processes}", "  threads: 4",
                  "  enable-threads: true", f"  http: 127.0.0.1:{self.port}", "  http-keepalive: 1",
                  # As the shipped galaxy.yml: no limit-post (the app answers a body over
