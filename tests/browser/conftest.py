@@ -7,8 +7,10 @@ MULETEER_REQUIRE_BROWSER=1 (then they fail).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shlex
 
 import pytest
 import requests
@@ -21,8 +23,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SCREENSHOTS = os.path.join(REPO, "test-artifacts", "screenshots")
 PASSWORD = "a good browser password"
 # Sourced by every job script: each job stays `running` for a second, so a page opened
-# right after a submission sees the job active and must refresh itself to see it end.
-JOB_ENV = "sleep 1\n"
+# right after a submission sees the job active and must refresh itself to see it end;
+# and longer while a test holds the gate (`hold_jobs`), at most a minute.
+JOB_ENV = """sleep 1
+for _ in $(seq 600); do [ -e {gate} ] || break; sleep 0.1; done
+"""
 # The shipped tools, and `sleep` on a destination that runs one job at a time: a second
 # sleep job waits in `new` while the first runs (the history test watches it move on).
 JOB_CONF = """<?xml version="1.0"?>
@@ -76,11 +81,27 @@ def browser(browser_available):
 def server(tmp_path_factory):
     directory = tmp_path_factory.mktemp("browser")
     env_file = directory / "job_env.sh"
-    env_file.write_text(JOB_ENV)
+    env_file.write_text(JOB_ENV.format(gate=shlex.quote(str(directory / "hold_jobs"))))
     srv = UwsgiServer(str(directory), job_conf=JOB_CONF,
                       galaxy={"environment_setup_file": str(env_file)}).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def hold_jobs(server):
+    """A context manager: the server's jobs stay running while it is open (a page's view of
+    an active job is checked without racing the job's end on a busy machine)."""
+    gate = os.path.join(server.directory, "hold_jobs")  # named in JOB_ENV
+
+    @contextlib.contextmanager
+    def held():
+        open(gate, "w").close()
+        try:
+            yield
+        finally:
+            os.unlink(gate)
+    return held
 
 
 class User:

@@ -47,7 +47,8 @@ def test_log_in_through_the_form(page, server, alice, shot):
     expect(page.locator("nav", has_text="Handlers")).to_have_count(0)  # not an admin
 
 
-def test_run_a_tool_from_its_form_and_watch_the_job_end(page, server, alice, login, shot):
+def test_run_a_tool_from_its_form_and_watch_the_job_end(page, server, alice, login, shot,
+                                                        hold_jobs):
     login(page, alice)
     page.get_by_role("link", name="Tools", exact=True).click()
     expect(page.locator("main h1")).to_have_text("Tools")
@@ -56,17 +57,16 @@ def test_run_a_tool_from_its_form_and_watch_the_job_end(page, server, alice, log
     expect(page).to_have_url(re.compile(r"/tools/cat_lines$"))
     page.get_by_label("Text").fill("hello from the browser")
     page.get_by_label("Times").fill("3")
-    page.get_by_role("button", name="Run Repeat a line").click()
-
-    page.wait_for_url(re.compile(r"/jobs/\d+$"))
-    job_id = job_id_from(page.url)
-    expect(page.locator(".flash")).to_have_text(f"Job {job_id} submitted.")
-    badge = page.locator("#job-state")
-    # Every job of this server runs for a second at least (conftest.JOB_ENV): the page
-    # comes from the server while the job is active, and its script must follow it.
-    assert badge.text_content() in ACTIVE
-    assert badge.get_attribute("data-active") == "1"
-    expect(badge).to_have_text("ok", timeout=20_000)
+    with hold_jobs():  # the page comes from the server while the job is active ...
+        page.get_by_role("button", name="Run Repeat a line").click()
+        page.wait_for_url(re.compile(r"/jobs/\d+$"))
+        job_id = job_id_from(page.url)
+        expect(page.locator(".flash")).to_have_text(f"Job {job_id} submitted.")
+        badge = page.locator("#job-state")
+        assert badge.text_content() in ACTIVE
+        assert badge.get_attribute("data-active") == "1"
+    # ... and its script must follow it to the end.
+    expect(badge).to_have_text("ok", timeout=30_000)
     # At the end the page reloads itself once, rendered by the server with the job over.
     expect(page.locator('#job-state:not([data-active="1"])')).to_have_text("ok", timeout=10_000)
     expect(page.locator("#stdout")).to_contain_text("hello from the browser")
@@ -269,10 +269,10 @@ def test_a_revalidated_stylesheet_does_not_break_the_next_page(new_context, serv
     # either the next response's status line or, if the server said Connection: close,
     # nothing at all; never body bytes (a 304 has no body).
     etag = requests.get(f"{server.url}/static/muleteer.css", timeout=10).headers["ETag"]
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
         conn.sendall(f"GET /static/muleteer.css HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      f"If-None-Match: {etag}\r\n\r\n".encode())
-        data, deadline = b"", time.monotonic() + 5
+        data, deadline = b"", time.monotonic() + 30
         while b"\r\n\r\n" not in data and time.monotonic() < deadline:
             data += conn.recv(65536)
         try:

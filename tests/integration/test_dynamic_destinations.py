@@ -198,7 +198,8 @@ def test_resources_are_offered_checked_and_reach_a_static_destination(srv):
 def test_resources_asked_reach_sbatch(srv):
     require_cluster("slurm")
     job_id = submit(srv, srv.http, "on_slurm", **asked(cores=2, memory=0.25))
-    job = srv.wait(job_id, timeout=90)
+    # Both of Slurm's CPUs: it waits while another module's Slurm job holds one.
+    job = srv.wait(job_id, timeout=300)
     out = srv.http.get(f"{srv.url}/api/jobs/{job_id}/stdout", timeout=10).text.strip()
     assert (job["state"], job["runner"], job["destination"]) == ("ok", "slurm", "slurm"), job
     # --cpus-per-task=2 --mem=256 replaced the destination's -c 1 --mem=100.

@@ -194,7 +194,7 @@ def test_a_user_cannot_read_another_users_datasets_or_job_directories(server, si
     alice_session = user_session(server, f"{alice.name}@example.org")
     bob_session = user_session(server, f"{bob.name}@example.org")
     dataset = upload(server, alice_session, "alice's secret\n")
-    running = submit(server, alice_session, "sleeper", {"seconds": 20})
+    running = submit(server, alice_session, "sleeper", {"seconds": 300})  # cancelled below
     directory = os.path.join(site.jobs, server.runner, "000", str(running))
     deadline = time.monotonic() + 60
     while os.lstat(directory).st_uid != alice.uid if os.path.lexists(directory) else True:
@@ -318,7 +318,8 @@ def test_the_output_size_limit_measures_a_running_job_as_its_user(site):
         session = user_session(srv, f"{alice.name}@example.org")
         job = finished(srv, session, submit(srv, session, "filler", {}), timeout=90)
         assert job["state"] == "error" and "output size over the limit" in job["info"], job
-        assert not user_processes(alice, "sleep 120")
+        # Killed as its user (SIGKILL after a grace): gone soon, not necessarily already.
+        await_processes(srv, alice, "sleep 120", running=False, timeout=30)
     finally:
         srv.stop()
 

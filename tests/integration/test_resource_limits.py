@@ -116,14 +116,16 @@ JOB_CONF = f"""<job_conf>
 # Each test's job: (runner that must be up, tool, params).
 JOBS = {
     "local_memory": ("local", "hog_local", {"mb": 300, "hold": 0.5}),
-    "local_walltime": ("local", "nap_local", {"seconds": 3}),
+    # Naps well past their walltimes: a kill that comes late under load still comes first.
+    "local_walltime": ("local", "nap_local", {"seconds": 15}),
     "local_too_wide": ("local", "wide_local", {"seconds": 0}),
     "slurm_memory": ("slurm", "hog_slurm", {"mb": 300, "hold": 0.5}),
     "pbs_memory": ("pbs", "hog_pbs", {"mb": 300, "hold": 0.5}),
-    # 2 x 120 MB: each process well under h_vmem=200M (its per-process limit), the sum over.
-    "sge_memory": ("drmaa", "hog_sge", {"mb": 240, "procs": 2, "hold": 2}),
+    # 2 x 120 MB: each process well under h_vmem=200M (its per-process limit), the sum over,
+    # held long enough for execd's sampling of the sum to see it on a loaded machine.
+    "sge_memory": ("drmaa", "hog_sge", {"mb": 240, "procs": 2, "hold": 8}),
     # h_rt=2 kills after 3 s of wallclock (measured).
-    "sge_walltime": ("drmaa", "nap_sge", {"seconds": 5}),
+    "sge_walltime": ("drmaa", "nap_sge", {"seconds": 15}),
 }
 
 
@@ -220,7 +222,8 @@ def test_local_a_job_past_its_walltime_is_stopped_and_resubmitted_longer(jobs):
     assert_resubmitted(job, "walltime_reached", "local_short", "local_long",
                        "walltime reached (local_walltime 00:00:02)")
     first_run = (_time(job["history"][3]["time"]) - _time(job["history"][2]["time"]))
-    assert 2 <= first_run.total_seconds() < 3, job["history"]  # stopped, not left to finish
+    # Stopped at its walltime (2 s), not left to finish its 15 s nap.
+    assert 2 <= first_run.total_seconds() < 12, job["history"]
 
 
 def test_local_a_job_asking_more_cores_than_the_runner_has_fails_saying_so(jobs):

@@ -12,6 +12,7 @@ of attack per test.
 from __future__ import annotations
 
 import socket
+import statistics
 import threading
 import time
 
@@ -22,7 +23,7 @@ from tests.support.nginx_server import NGINX, serve_stack
 
 SLOW_CONNECTIONS = 50
 DRIP_INTERVAL = 2.0      # seconds between two bytes of a slow body
-PROBE_DEADLINE = 2.0     # seconds a probe may take while the attack runs
+PROBE_DEADLINE = 2.0     # seconds a probe takes (median) while the attack runs
 PROBES = 5
 
 
@@ -108,7 +109,11 @@ def probe_while_attacked(url: str, port: int, api_key: str) -> None:
                                  headers={"x-api-key": api_key}, timeout=PROBE_DEADLINE + 8)
         latencies.append(time.monotonic() - started)
         assert response.status_code == 201, response.text
-        assert max(latencies) < PROBE_DEADLINE, [f"{t:.2f}" for t in latencies]
+        # Held workers make every probe wait 10 s and more; one slow answer on a busy
+        # machine is not that: the median is held to the deadline, each probe to 3 times it.
+        shown = [f"{t:.2f}" for t in latencies]
+        assert statistics.median(latencies) < PROBE_DEADLINE, shown
+        assert max(latencies) < 3 * PROBE_DEADLINE, shown
         # The attack was real: its connections were still open, their bodies unfinished.
         assert attack.still_open() >= SLOW_CONNECTIONS - 5
 

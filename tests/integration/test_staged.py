@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import MACHINE
 from tests.support.clusters import require_cluster
 from tests.support.uwsgi_server import REPO, UwsgiServer
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"),
@@ -222,7 +223,9 @@ def check_helper_job(srv, job: dict) -> None:
     job_script = open(os.path.join(directory, "job.sh")).read()
     for text in (wrapper, job_script):
         assert srv.directory not in text and REPO not in text
-    assert not os.path.exists(scratch_of(job))  # the scratch is gone
+    # The wrapper removes the scratch after it has sent exit_code, which ends the job.
+    scratch = scratch_of(job)
+    wait_for(lambda: not os.path.exists(scratch), timeout=30, what=f"the scratch {scratch} to go")
     # The results came over HTTP, with the wrapper's own log.
     assert os.path.isfile(os.path.join(directory, "staging.log"))
     assert open(os.path.join(directory, "stdout")).read() == ""
@@ -322,7 +325,8 @@ def test_a_server_restart_during_the_upload_loses_nothing(slurm_server, how):
 
 def test_a_server_away_for_too_long_ends_the_job_error_saying_so(slurm_server):
     srv = slurm_server
-    job_id = submit(srv, "staged_away", {"size": 100, "pause": 3})["id"]
+    # The tool waits 10 s: the server's stop (graceful, slow on a busy machine) comes first.
+    job_id = submit(srv, "staged_away", {"size": 100, "pause": 10})["id"]
     deadline = time.monotonic() + 60
     while not srv.job(job_id)["command_line"]:  # made when the handler prepares it
         assert time.monotonic() < deadline, srv.log_tail()
@@ -332,7 +336,7 @@ def test_a_server_away_for_too_long_ends_the_job_error_saying_so(slurm_server):
         assert time.monotonic() < deadline, srv.log_tail()
         time.sleep(0.1)
     srv.stop()
-    # The tool ends (3 s), its uploads give up (staging_retry_seconds 3) and the wrapper
+    # The tool ends (10 s), its uploads give up (staging_retry_seconds 3) and the wrapper
     # removes its scratch: only then does the server come back.
     deadline = time.monotonic() + 120
     while os.path.exists(scratch):

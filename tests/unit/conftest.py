@@ -14,21 +14,11 @@ import time
 
 import pytest
 
+from tests.support.waiting import wait_for
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS_DIR = os.path.join(REPO, "tools")
 HANDLER = "test-handler"
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def group_alive(pgid: int) -> bool:
@@ -54,7 +44,7 @@ def repo() -> str:
 
 @pytest.fixture(name="wait_for")
 def wait_for_fixture():
-    """wait_for(predicate, timeout=10, what=...) -> predicate's first truthy result."""
+    """wait_for(predicate, timeout=30, what=...) -> predicate's first truthy result."""
     return wait_for
 
 
@@ -232,8 +222,8 @@ def run_job(local_ctx, new_job, process_groups):
 
 @pytest.fixture
 def wait_state(local_ctx):
-    """wait_state(job_id, *states, timeout=10) -> the job row once its state is one of states."""
-    def _wait(job_id: int, *states: str, timeout: float = 10.0) -> dict:
+    """wait_state(job_id, *states, timeout=30) -> the job row once its state is one of states."""
+    def _wait(job_id: int, *states: str, timeout: float = 30.0) -> dict:
         def reached():
             row = local_ctx.store.get_job(job_id)
             return row if row.state in states else None

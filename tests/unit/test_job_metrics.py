@@ -163,7 +163,7 @@ def test_the_lines_record_every_plugins_metrics_and_keep_the_exit_status(tmp_pat
     found = by_name(metrics.collect(JobFiles(str(job))))
     assert found[("core", "galaxy_slots")] == 3.0
     assert ("core", "galaxy_memory_mb") not in found  # not set: nothing, no garbage
-    assert 0.2 <= found[("core", "runtime_seconds")] < 5
+    assert 0.2 <= found[("core", "runtime_seconds")] < 60  # seconds, not ms: however busy
     assert found[("core", "end_epoch")] - found[("core", "start_epoch")] == pytest.approx(
         found[("core", "runtime_seconds")])
     assert found[("hostname", "hostname")] == os.uname().nodename
@@ -174,7 +174,7 @@ def test_the_lines_record_every_plugins_metrics_and_keep_the_exit_status(tmp_pat
     assert ("env", "HOME") in found
     # bash's `times`: the CPU time of what the script waited for (the sandbox's memory
     # cgroup is shared, so no cgroup figure: MULETEER_JOB_CGROUP is not set).
-    assert 0 <= found[("cgroup", "cpu_seconds")] < 5
+    assert 0 <= found[("cgroup", "cpu_seconds")] < 60
     assert not {("cgroup", n) for n in PEAK_MEMORY_NAMES} & set(found)
 
 
