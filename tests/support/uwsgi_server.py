@@ -70,6 +70,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortTaken(Exception):
+    """uWSGI could not bind its http port."""
+
+
 class UwsgiServer:
     def __init__(self, directory: str, *, job_conf: str = DEFAULT_JOB_CONF, mules: int = 3,
                  processes: int = 2, galaxy: dict | None = None, uwsgi: dict | None = None,
@@ -86,6 +90,7 @@ class UwsgiServer:
         self.fifo = os.path.join(directory, "uwsgi.fifo")
         self.mules_reload = os.path.join(directory, "reload-mules")
         self.process = None
+        self.started_at_least_once = False
         self.processes = processes
         self.env = env or {}
         # Galaxy's bootstrap_admin_api_key: the tests act as the first admin with it.
@@ -137,10 +142,31 @@ class UwsgiServer:
             fh.write("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 60.0) -> "UwsgiServer":
+        """Start uWSGI and wait until every handler is up. free_port() only found a port
+        free a moment ago: on a first start, a port taken meanwhile (by the other test
+        process, or an outgoing connection) is given up for another, at most 3 times."""
+        for _ in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if self.started_at_least_once:
+                    raise RuntimeError(f"port {self.port} was taken while the server was "
+                                       f"stopped:\n{self.log_tail()}") from None
+                old = f"http: 127.0.0.1:{self.port}"
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+                with open(self.config_file) as fh:
+                    text = fh.read()
+                with open(self.config_file, "w") as fh:
+                    fh.write(text.replace(old, f"http: 127.0.0.1:{self.port}"))
+        raise RuntimeError(f"no free port in 3 tries:\n{self.log_tail()}")
+
+    def _start(self, timeout: float) -> "UwsgiServer":
         # As the API writes times (UTC, ISO 8601, milliseconds, Z), so strings compare.
         self.started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         env = dict(os.environ, MULETEER_CONFIG=self.config_file, **self.env)
         log = open(self.logfile, "ab")
+        log_start = log.tell()
         account = {}
         if self.run_as:
             uid, gid = self.run_as
@@ -155,9 +181,14 @@ class UwsgiServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                with open(self.logfile, "rb") as fh:
+                    fh.seek(log_start)
+                    if b"Address already in use" in fh.read():
+                        raise PortTaken()
                 raise RuntimeError(f"uWSGI exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
                 if self.http.get(self.url + "/api/handlers", timeout=2).ok and self._handlers_up():
+                    self.started_at_least_once = True
                     return self
             except requests.RequestException:
                 pass
