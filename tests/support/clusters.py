@@ -29,9 +29,10 @@ def require_cluster(runner: str) -> None:
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     if ok and runner == "drmaa" and not _sge_execd_up():
-        # Seen a few times over a day of runs: sge_execd gone while sge_qmaster runs (the
-        # queue instance shows state u), cause not found. Its jobs would wait forever: bring
-        # it back with the project's own script, and say so in the run's warnings.
+        # sge_execd gone while sge_qmaster runs (the queue instance shows state u): seen
+        # when it shared the session of the shell that started it, ended with that session
+        # (sge-up now starts it with setsid). Its jobs would wait forever: bring it back
+        # with the project's own script, and say so in the run's warnings.
         warnings.warn("Grid Engine's sge_execd was down (queue all.q@* in state u): "
                       "restarted by scripts/cluster/sge-up")
         subprocess.run([os.path.join(REPO, "scripts", "cluster", "sge-up")],
