@@ -152,13 +152,15 @@ class UwsgiServer:
                 if self.started_at_least_once:
                     raise RuntimeError(f"port {self.port} was taken while the server was "
                                        f"stopped:\n{self.log_tail()}") from None
-                old = f"http: 127.0.0.1:{self.port}"
+                # Everywhere in the configuration: a test may have written the server's
+                # URL in it too (galaxy_infrastructure_url, for staged jobs).
+                old = f"127.0.0.1:{self.port}"
                 self.port = free_port()
                 self.url = f"http://127.0.0.1:{self.port}"
                 with open(self.config_file) as fh:
                     text = fh.read()
                 with open(self.config_file, "w") as fh:
-                    fh.write(text.replace(old, f"http: 127.0.0.1:{self.port}"))
+                    fh.write(text.replace(old, f"127.0.0.1:{self.port}"))
         raise RuntimeError(f"no free port in 3 tries:\n{self.log_tail()}")
 
     def _start(self, timeout: float) -> "UwsgiServer":
