@@ -257,6 +257,12 @@ def test_a_shipped_tool_staged_on_slurm(slurm_server):
                                                 "column": 2, "numeric": True})["id"], timeout=120)
     assert job["state"] == "ok", (job, srv.log_tail())
     assert display(srv, job["outputs"]["sorted"]["id"]) == b"c\t1\nb\t2\na\t10\n"
+    # The job metrics' files, written on the node, came back with its results.
+    metrics = srv.http.get(f"{srv.url}/api/jobs/{job['id']}/metrics", timeout=30)
+    assert metrics.status_code == 200, metrics.text
+    found = {(m["plugin"], m["name"]): m["raw_value"] for m in metrics.json()}
+    assert 0 <= float(found[("core", "runtime_seconds")]) < 600, found
+    assert found[("core", "galaxy_slots")] == "1", found
 
 
 def test_the_staging_api_refuses_without_the_token(slurm_server):
