@@ -227,12 +227,21 @@ class Lifecycle:
         same transaction as its end. Metrics never fail a job: a problem here is logged and
         the end recorded without them."""
         try:
-            return self.ctx.job_metrics.collect(
+            return self._job_metrics_of(job).collect(
                 self.files(job), max_rss_bytes=usage.max_rss_bytes if usage else None,
                 cpu_seconds=usage.cpu_seconds if usage else None)
         except Exception:
             log.exception("job %s: its metrics could not be collected", job.id)
             return []
+
+    def _job_metrics_of(self, job: Job):
+        """The plugins whose lines the job's script ran: its destination's (the one it ran
+        at), or galaxy.yml's if that destination is gone from the configuration."""
+        try:
+            destination = self.ctx.job_conf.destination_of(job)
+        except KeyError:
+            destination = None
+        return self.ctx.metrics_for(destination)
 
     def _output_text(self, job: Job) -> dict:
         """The end of the job's stdout and stderr, kept in its row (its directory may go)."""

@@ -29,6 +29,12 @@ class AppContext:
     # (BaseRunner.script_parts), collected at each job's end (mules/lifecycle.py).
     job_metrics: JobMetrics = field(default_factory=JobMetrics.default)
 
+    def metrics_for(self, destination) -> JobMetrics:
+        """The plugins of a job at `destination`: its own (Galaxy's per-destination metrics)
+        or galaxy.yml's."""
+        own = getattr(destination, "job_metrics", None)
+        return own if own is not None else self.job_metrics
+
 
 def build_context(config_file: str | None = None, overrides: dict | None = None,
                   migrate: bool = True, *, runner_specs: Mapping[str, RunnerSpec]) -> AppContext:

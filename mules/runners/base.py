@@ -77,7 +77,8 @@ class BaseRunner:
 
     def script_parts(self, job: Job, destination, layout: JobLayout, built) -> dict:
         """write_script's command and the lines around it (see JobFiles.write_script)."""
-        metrics = getattr(self.ctx, "job_metrics", None)
+        metrics_for = getattr(self.ctx, "metrics_for", None)  # a unit test's context may lack it
+        metrics = metrics_for(destination) if metrics_for else None
         return dict(
             command=self.container_command(job, destination, layout, built),
             setup=galaxy_slots.statements(self.granted(destination))

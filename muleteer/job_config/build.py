@@ -20,6 +20,9 @@ from muleteer.handler_names import is_farm, mule_number, web_number
 from muleteer.job_config.model import (ASSIGN_METHODS, DYNAMIC, LIMIT_TYPES, RESUBMIT_CONDITIONS,
                                        TOOL_CLASSES, Destination, Handler, JobConfError,
                                        JobConfig, Limit, Plugin, ToolMapping)
+from muleteer.job_metrics import JobMetrics, JobMetricsConfError
+from muleteer.job_metrics.conf import PluginConf as MetricsPluginConf
+from muleteer.job_metrics.conf import read_conf as read_metrics_conf
 from muleteer.job_resources import ResourceParams
 from muleteer.runner_spec import RunnerSpec
 
@@ -312,7 +315,7 @@ class _Builder:
                               target)
         return destinations, default
 
-    _RESERVED = ("id", "runner", "tags", "env", "resubmit", "params")
+    _RESERVED = ("id", "runner", "tags", "env", "resubmit", "params", "metrics")
 
     def environment(self, env_id, raw, keys, plugins) -> Destination:
         raw = self.mapping(raw, keys)
@@ -343,7 +346,48 @@ class _Builder:
             resubmit=[self.resubmit(item, (*keys, "resubmit", i))
                       for i, item in enumerate(self.sequence(raw.get("resubmit"),
                                                              (*keys, "resubmit")))],
-            tags=self.tags(raw.get("tags"), (*keys, "tags")))
+            tags=self.tags(raw.get("tags"), (*keys, "tags")),
+            job_metrics=self.job_metrics(raw.get("metrics"), (*keys, "metrics")))
+
+    _METRICS_SOURCES = ("default", "disabled", "path")
+
+    def job_metrics(self, value, keys) -> JobMetrics | None:
+        """Galaxy's per-destination metrics: a list of plugins (`- type: core`, as in a
+        job_metrics_conf.yml; job_conf.xml's <job_metrics> element comes here as one), or
+        {src: default | disabled | path, path: FILE} (a file relative to the job
+        configuration's own directory). None: galaxy.yml's job_metrics_config_file."""
+        if value is None:
+            return None
+        try:
+            if isinstance(value, list):
+                return JobMetrics.from_confs(
+                    [self.metrics_plugin(item, (*keys, i)) for i, item in enumerate(value)],
+                    source=self.loc.path)
+            value = self.mapping(value, keys)
+            self.only(value, keys, ("src", "path"))
+            src = self.text(value, keys, "src") or ("path" if value.get("path") else "default")
+            if src not in self._METRICS_SOURCES:
+                self.fail((*keys, "src"), f"expected {', '.join(self._METRICS_SOURCES)} (or a "
+                                          "list of plugins)", src)
+            if src == "default":
+                return None
+            if src == "disabled":
+                return JobMetrics.disabled()
+            path = self.text(value, keys, "path", required=True)
+            path = os.path.join(os.path.dirname(os.path.abspath(self.loc.path)), path)
+            if not os.path.isfile(path):
+                self.fail((*keys, "path"), f"{path} is not a file", value.get("path"))
+            return JobMetrics.from_confs(read_metrics_conf(path), source=path)
+        except JobMetricsConfError as exc:
+            raise JobConfError(str(exc)) from None
+
+    def metrics_plugin(self, item, keys) -> MetricsPluginConf:
+        item = self.mapping(item, keys)
+        kind = self.text(item, keys, "type", required=True)
+        # Errors inside the plugin's settings name this place, then the plugin and setting.
+        return MetricsPluginConf(type=kind, attributes={k: v for k, v in item.items()
+                                                        if k != "type"},
+                                 path=self.loc.describe(tuple(keys)))
 
     def dynamic(self, env_id, raw, keys, params_keys, params) -> Destination:
         """A dynamic destination: its rule is found (and its rules imported) now, so a rule
@@ -379,7 +423,7 @@ class _Builder:
             job_rules.check_rule(rule, params)
         except job_rules.RulesError as exc:
             self.fail((*params_keys, "function"), str(exc), function)
-        for unused in ("env", "resubmit"):
+        for unused in ("env", "resubmit", "metrics"):
             if raw.get(unused):
                 self.warn((*keys, unused), "not used on a dynamic destination: the destination "
                                            "its rule chooses has its own")

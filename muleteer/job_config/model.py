@@ -5,6 +5,10 @@ groups of job resource parameters tools offer."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from muleteer.job_metrics import JobMetrics
 
 ASSIGN_METHODS = ("mem-self", "db-self", "db-preassign", "db-transaction-isolation",
                   "db-skip-locked", "uwsgi-mule-message")
@@ -40,6 +44,9 @@ class Destination:
     env: list = field(default_factory=list)  # dicts: {"name", "value"} | {"file"} | {"exec"}
     resubmit: list = field(default_factory=list)  # dicts: condition, destination, handler, delay
     tags: tuple = ()
+    # Galaxy's per-destination job metrics (metrics="false" or a file, a <job_metrics>
+    # element, YAML's `metrics:`); None: galaxy.yml's job_metrics_config_file.
+    job_metrics: JobMetrics | None = None
 
     @property
     def dynamic(self) -> bool:

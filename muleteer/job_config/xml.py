@@ -186,6 +186,9 @@ class _Reader:
                 if item.text is not None:
                     env["value"] = item.text
                 environment["env"].append(env)
+            metrics = self.metrics(element, (*here, "metrics"))
+            if metrics is not None:
+                environment["metrics"] = metrics
             environment["resubmit"] = []
             for i, rule in enumerate(element.findall("resubmit")):
                 self.loc.add((*here, "resubmit", i), rule, environment="destination")
@@ -196,6 +199,35 @@ class _Reader:
         execution = self.attrs(section, default="default")
         execution["environments"] = environments
         return execution
+
+    def metrics(self, destination, keys):
+        """Galaxy's per-destination metrics: metrics="false" (none), metrics="FILE" (another
+        job_metrics_conf.xml), or a <job_metrics> element of plugins, as in that file."""
+        attribute = destination.get("metrics")
+        elements = destination.findall("job_metrics")
+        if len(elements) > 1:
+            self.fail(elements[1], "given twice: one <job_metrics> per destination")
+        if attribute is not None and elements:
+            self.fail(elements[0], "and metrics= both given: say one")
+        if attribute is not None:
+            self.loc.add(keys, destination, src="metrics", path="metrics")
+            if attribute.strip().lower() in ("false", "no", "off", "0", ""):
+                return {"src": "disabled"}
+            return {"src": "path", "path": attribute.strip()}
+        if not elements:
+            return None
+        self.loc.add(keys, elements[0])
+        plugins = []
+        for element in elements[0]:
+            if not isinstance(element.tag, str):
+                continue
+            children = [c for c in element if isinstance(c.tag, str)]
+            if children:
+                self.fail(children[0], f"<{element.tag}> takes no child elements: its settings "
+                                       "are attributes")
+            self.loc.add((*keys, len(plugins)), element, "<job_metrics>")
+            plugins.append({"type": element.tag, **element.attrib})
+        return plugins
 
     def tools(self, section, keys) -> list:
         self.loc.add(keys, section)

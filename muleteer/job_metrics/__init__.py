@@ -47,6 +47,23 @@ class JobMetrics:
         return cls([Core(PluginConf("core"))])
 
     @classmethod
+    def disabled(cls) -> "JobMetrics":
+        """A destination's `metrics="false"` (Galaxy's): no plugin, no lines, no metrics."""
+        return cls([], source="disabled")
+
+    def __eq__(self, other) -> bool:
+        # The same plugins with the same settings, wherever they were written: the same
+        # setup in job_conf.xml and job_conf.yml loads into equal destinations.
+        if not isinstance(other, JobMetrics):
+            return NotImplemented
+        return self._settings() == other._settings()
+
+    __hash__ = None
+
+    def _settings(self) -> list:
+        return [(p.type, p.conf.attributes) for p in self.plugins]
+
+    @classmethod
     def from_confs(cls, confs: Iterable[PluginConf], source: str | None = None) -> "JobMetrics":
         plugins, seen = [], {}
         for conf in confs:
@@ -75,8 +92,11 @@ class JobMetrics:
     def collect(self, files: JobFiles, max_rss_bytes: int | None = None,
                 cpu_seconds: float | None = None) -> list[JobMetric]:
         """The job's metrics from its directory, with its runner's figures (peak memory in
-        bytes, CPU seconds) where the job's own cgroup gave none. Never raises: metrics
-        never fail a job."""
+        bytes, CPU seconds) where the job's own cgroup gave none; nothing at all with no
+        plugin (a destination's metrics="false": Galaxy records none). Never raises:
+        metrics never fail a job."""
+        if not self.plugins:
+            return []
         found: list[JobMetric] = []
         if files.exists():
             for plugin in self.plugins:

@@ -23,8 +23,15 @@ JOB_CONF = """<job_conf>
         <destination id="local" runner="local"/>
         <destination id="local_limited" runner="local"><param id="local_memory_limit">500M</param></destination>
         <destination id="slurm" runner="slurm"><param id="nativeSpecification">-p debug -c 1 --mem=300</param></destination>
+        <destination id="local_quiet" runner="local" metrics="false"/>
+        <destination id="local_own" runner="local">
+            <job_metrics><core/><env variables="MULETEER_METRICS_PROBE"/></job_metrics>
+            <env id="MULETEER_METRICS_PROBE">set for this destination</env>
+        </destination>
     </destinations>
     <tools>
+        <tool id="allocate_quiet" destination="local_quiet"/>
+        <tool id="allocate_own" destination="local_own"/>
         <tool id="allocate_slurm" destination="slurm"/>
         <tool id="allocate_limited" destination="local_limited"/>
     </tools>
@@ -50,7 +57,8 @@ def server(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("metrics"))
     tool_path = os.path.join(directory, "tools")
     shutil.copytree(os.path.join(REPO, "tools"), tool_path)
-    for tool_id in ("allocate", "allocate_slurm", "allocate_limited"):
+    for tool_id in ("allocate", "allocate_slurm", "allocate_limited", "allocate_quiet",
+                    "allocate_own"):
         with open(os.path.join(tool_path, f"{tool_id}.xml"), "w") as fh:
             fh.write(ALLOCATE.format(id=tool_id))
     # Beside galaxy.yml: the default job_metrics_config_file.
@@ -160,3 +168,20 @@ def test_a_local_job_with_a_memory_limit_has_its_peak_from_its_own_cgroup(server
     assert peak_memory(found) == int(found[("cgroup", "memory.max_usage_in_bytes")]["raw_value"])
     assert 64 * MIB <= peak_memory(found) < 500 * MIB
     assert found[("cgroup", "memory.limit_in_bytes")]["raw_value"] == str(500 * MIB)
+
+
+def test_a_destination_may_have_metrics_of_its_own_or_none(server):
+    """Galaxy's per-destination metrics: metrics="false" collects none (not even the
+    runner's figures), a <job_metrics> element replaces job_metrics_conf.xml's plugins for
+    that destination's jobs; the others keep the file's."""
+    quiet = server.wait(submit(server, server.http, "allocate_quiet", mib=1))
+    own = server.wait(submit(server, server.http, "allocate_own", mib=1))
+    usual = server.wait(submit(server, server.http, "allocate", mib=1))
+    assert quiet["state"] == own["state"] == usual["state"] == "ok", (quiet, own, usual)
+    assert metrics_of(server, quiet["id"]) == {}
+    found = metrics_of(server, own["id"])
+    assert found[("env", "MULETEER_METRICS_PROBE")]["raw_value"] == "set for this destination"
+    assert ("core", "runtime_seconds") in found
+    assert not {plugin for plugin, _ in found} & {"hostname", "uname"}, found
+    assert {"hostname", "uname", "core"} <= {plugin for plugin, _ in metrics_of(server,
+                                                                               usual["id"])}
