@@ -454,6 +454,16 @@ class ContainerRun:
             f"setsid /bin/sh -c {shlex.quote(WATCHDOG)} muleteer-watchdog \"$shell\" "
             f"{render(self.kill_argv())} </dev/null >/dev/null 2>&1 &",
             "watchdog=$!",
+            # The container starts once the watchdog leads a session of its own: until its
+            # setsid() has run it is one of the job's processes, and killing the job then
+            # would end it too and leave the container running. Its /proc stat is read by
+            # bash itself (no process); 2 s at most, then the container starts anyway.
+            "for __mt_try in {1..40}; do",
+            '    read -r __mt_stat < "/proc/$watchdog/stat" 2>/dev/null || break',
+            '    read -r _ _ _ __mt_sid _ <<< "${__mt_stat##*) }"',  # past (comm): the 4th is the session
+            '    [ "$__mt_sid" = "$watchdog" ] && break',
+            "    sleep 0.05",
+            "done",
             render(self.run_argv()),
             "rc=$?",
             'kill -KILL -- "-$watchdog" 2>/dev/null',
