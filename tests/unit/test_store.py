@@ -3,6 +3,7 @@ import multiprocessing
 import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import inspect, text
@@ -310,19 +311,11 @@ def test_destination_limit_holds_when_handlers_claim_at_once(store, make_job):
     limited to 3 take exactly 3; the count and the claim are one statement."""
     for _ in range(40):
         make_job("t", destination_id="small")
-    claimed = []
-    lock = threading.Lock()
-
     def claim(i):
-        rows = store.claim_new(f"h{i}", ["t"], limits=total("small", 3))
-        with lock:
-            claimed.extend(rows)
+        return store.claim_new(f"h{i}", ["t"], limits=total("small", 3))
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    with ThreadPoolExecutor(8) as pool:  # a claim's exception is raised here, not lost
+        claimed = [row for rows in pool.map(claim, range(8)) for row in rows]
     assert len(claimed) == 3
     finished = claimed[0]
     store.transition(finished.id, JobState.OK, from_states=(JobState.QUEUED,))
@@ -411,18 +404,11 @@ def test_registered_user_limit_lets_each_user_run_only_so_many(store, make_job):
 def test_user_limits_hold_when_handlers_claim_at_once(store, make_job):
     for _ in range(30):
         make_job("t", user_id=7)
-    claimed, lock = [], threading.Lock()
-
     def claim(i):
-        rows = store.claim_new(f"h{i}", ["t"], limits=Limits(registered_user=3))
-        with lock:
-            claimed.extend(rows)
+        return store.claim_new(f"h{i}", ["t"], limits=Limits(registered_user=3))
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    with ThreadPoolExecutor(6) as pool:
+        claimed = [row for rows in pool.map(claim, range(6)) for row in rows]
     assert len(claimed) == 3
 
 
