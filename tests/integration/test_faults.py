@@ -153,10 +153,10 @@ def test_a_restart_refuses_no_request_and_loses_no_job(tmp_path):
     """./run.sh --restart (chain reload of the workers, restart of the mules) while clients
     keep submitting: every request is answered 201 and every job runs once."""
     srv, markers = marker_server(tmp_path)
+    answers, accepted, stop = [], [], threading.Event()
     try:
         before = {h["name"]: h["pid"] for h in
                   srv.http.get(f"{srv.url}/api/handlers", timeout=30).json()["handlers"]}
-        answers, accepted, stop = [], [], threading.Event()
 
         def client():
             session = srv.session()
@@ -195,6 +195,7 @@ def test_a_restart_refuses_no_request_and_loses_no_job(tmp_path):
         assert not failed, failed[:5]
         assert_each_ran_once(srv, markers, accepted)
     finally:
+        stop.set()  # a failed wait above must not leave the clients posting for minutes
         srv.stop()
 
 
