@@ -237,8 +237,8 @@ class Lifecycle:
     def _job_metrics_of(self, job: Job):
         """The plugins whose lines the job's script ran: its destination's (the one it ran
         at), or galaxy.yml's if that destination is gone from the configuration."""
-        try:
-            destination = self.ctx.job_conf.destination_of(job)
+        try:  # its configured destination: a job's own params play no part in its metrics
+            destination = self.ctx.job_conf.resolve_destination(job.destination_id)
         except KeyError:
             destination = None
         return self.ctx.metrics_for(destination)
