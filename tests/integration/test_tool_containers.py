@@ -25,6 +25,7 @@ import pytest
 
 from tests.support.clusters import require_cluster
 from tests.support.uwsgi_server import REPO, UwsgiServer
+from tests.support.waiting import wait_for
 
 CONTAINERS_CONF = """[containers]
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
@@ -210,10 +211,8 @@ def test_tools_run_in_their_containers_on_the_local_runner_and_on_slurm(server):
         if where == "slurm" and slurm_cgroups():  # under the job's, its memory limit applies
             assert "/job_" in seen["cgroup"] and "/libpod-" in seen["cgroup"], seen
         # --rm: gone with the job (podman's own cleanup may finish a moment after).
-        deadline = time.monotonic() + 30
-        while containers_of(job["id"]) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert containers_of(job["id"]) == []
+        wait_for(lambda: containers_of(job["id"]) == [], timeout=30, interval=0.2,
+                 what=f"job {job['id']}'s container to be removed")
 
     default = done["default"]
     assert default["state"] == "ok", default

@@ -240,75 +240,34 @@ def watchdogs(marker: str) -> list[str]:
     return out.split()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_a_killed_job_shell_gets_its_container_killed_by_name(tmp_path, fake_docker, sig):
+@pytest.mark.parametrize("sig, slow_setsid", [(signal.SIGTERM, False), (signal.SIGKILL, False),
+                                               (signal.SIGKILL, True)],
+                         ids=["SIGTERM", "SIGKILL", "SIGKILL-slow-setsid"])
+def test_a_killed_job_shell_gets_its_container_killed_by_name(tmp_path, fake_docker, wait_for,
+                                                              sig, slow_setsid):
     """A cancel or a scheduler's kill (Grid Engine's: SIGKILL at once) ends the job's
     processes, not the container, which runs under the engine: the watchdog, in a session
-    of its own, kills it by its name once the job's shell is gone."""
+    of its own, kills it by its name once the job's shell is gone. The container starts
+    only once the watchdog leads its session, so a job killed the moment its container
+    starts (here with a slow setsid, as on a busy machine) does not take the watchdog too."""
     script = script_for(tmp_path, fake_docker, "sleep 600")
     env = dict(os.environ, FAKE_LOG=fake_docker.log, FAKE_SLEEP="30")
+    if slow_setsid:
+        slow = tmp_path / "slow-bin"
+        slow.mkdir()
+        (slow / "setsid").write_text("#!/bin/sh\nsleep 1\nexec /usr/bin/setsid \"$@\"\n")
+        (slow / "setsid").chmod(0o755)
+        env["PATH"] = f"{slow}:{os.environ['PATH']}"
     shell = subprocess.Popen(["bash", "-c", script], env=env, cwd=tmp_path,
                              start_new_session=True)
     try:
-        deadline = time.monotonic() + 10
-        while not fake_docker.calls() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert fake_docker.calls(), "the container never started"
-
-        def watchdog_in_its_own_session():
-            for pid in watchdogs(fake_docker.path):
-                try:
-                    if os.getsid(int(pid)) == int(pid):
-                        return True
-                except ProcessLookupError:
-                    pass
-            return False
-        # Started with setsid in the background: until setsid() has run (a moment, longer
-        # on a busy machine) it is still one of the job's processes.
-        deadline = time.monotonic() + 10
-        while not watchdog_in_its_own_session() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert watchdog_in_its_own_session(), "the watchdog never left the job's session"
+        wait_for(fake_docker.calls, timeout=10, interval=0.01, what="the container to start")
+        assert [pid for pid in watchdogs(fake_docker.path) if os.getsid(int(pid)) == int(pid)]
         os.killpg(shell.pid, sig)  # the job's processes, the container's client with them
         shell.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while len(fake_docker.calls()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: len(fake_docker.calls()) >= 2, timeout=10, what="the kill")
         [run, kill] = fake_docker.calls()
         assert kill == ["kill", run[run.index("--name") + 1]]
-    finally:
-        for pid in watchdogs(fake_docker.path):
-            os.kill(int(pid), signal.SIGKILL)
-        try:
-            os.killpg(shell.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def test_the_container_starts_only_once_the_watchdog_has_left_the_jobs_session(tmp_path,
-                                                                               fake_docker):
-    """A slow setsid (a busy machine): the job is killed the moment its container starts,
-    and the watchdog, already in its own session, still kills the container."""
-    slow = tmp_path / "slow-bin"
-    slow.mkdir()
-    (slow / "setsid").write_text("#!/bin/sh\nsleep 1\nexec /usr/bin/setsid \"$@\"\n")
-    (slow / "setsid").chmod(0o755)
-    script = script_for(tmp_path, fake_docker, "sleep 600")
-    env = dict(os.environ, FAKE_LOG=fake_docker.log, FAKE_SLEEP="30",
-               PATH=f"{slow}:{os.environ['PATH']}")
-    shell = subprocess.Popen(["bash", "-c", script], env=env, cwd=tmp_path,
-                             start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while not fake_docker.calls() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert fake_docker.calls(), "the container never started"
-        os.killpg(shell.pid, signal.SIGKILL)  # at once, as Grid Engine's kill
-        shell.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while len(fake_docker.calls()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert [c[0] for c in fake_docker.calls()] == ["run", "kill"], fake_docker.calls()
     finally:
         for pid in watchdogs(fake_docker.path):
             os.kill(int(pid), signal.SIGKILL)

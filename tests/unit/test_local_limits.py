@@ -4,7 +4,6 @@ cgroup v1 memory controller of this machine (root)."""
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -118,7 +117,7 @@ def test_a_process_over_the_limit_is_killed_and_the_cgroup_says_so(cgroup):
 
 
 @needs_cgroups
-def test_create_starts_afresh_and_remove_kills_what_is_left(cgroup):
+def test_create_starts_afresh_and_remove_kills_what_is_left(cgroup, wait_for):
     key, made = cgroup
     made.create(64 * MB)
     _run_in(made, "b = bytearray(b\"x\") * (200 * 1024 * 1024)")
@@ -130,16 +129,13 @@ def test_create_starts_afresh_and_remove_kills_what_is_left(cgroup):
     script = "\n".join(made.script_lines() + ["exec sleep 60"])
     left = subprocess.Popen(["/bin/bash", "-c", script])
     try:
-        # Wait (bounded) until the child has joined: removing the cgroup before that
-        # would only test that a job cannot join a cgroup that is gone.
-        deadline = time.monotonic() + 20
-        while True:
-            with open(os.path.join(made.path, "cgroup.procs")) as fh:
-                if str(left.pid) in fh.read().split():
-                    break
+        # Wait until the child has joined: removing the cgroup before that would only test
+        # that a job cannot join a cgroup that is gone.
+        def joined():
             assert left.poll() is None, f"the child ended ({left.returncode}) before joining"
-            assert time.monotonic() < deadline, "the child did not join the cgroup in 20 s"
-            time.sleep(0.01)
+            with open(os.path.join(made.path, "cgroup.procs")) as fh:
+                return str(left.pid) in fh.read().split()
+        wait_for(joined, timeout=20, interval=0.01, what="the child to join the cgroup")
         made.remove()
         assert left.wait(timeout=10) == -9
     finally:

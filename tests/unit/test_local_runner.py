@@ -320,7 +320,6 @@ def test_cores_go_in_the_order_of_the_line_not_of_the_threads(wait_for):
         second.join(30)
         assert took == [("2", True)] and cores.free == 1 and cores.waiting() == []
     finally:
-        cores.give_back(0)
         for job_id in cores.waiting():
             cores.withdraw(job_id)
         second.join(30)
